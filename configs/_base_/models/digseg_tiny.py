@@ -1,0 +1,43 @@
+# The embedded default: the same classes as Stable Diffusion + CLIP, built small.
+# - VAE: fitted once by tools/fit_tiny_vae.py, kept in checkpoints/tiny_sd/vae (diffusers layout) and
+#   loaded exactly like Stable Diffusion's.
+# - Text tower: open_clip 'DiGSeg-Tiny-CLIP' (shipped config), seeded random weights.
+# - U-Net: a small UNet2DConditionModel built from this config; conv_in is widened 4 -> 8 as for SD.
+data_preprocessor = dict(
+    type='SegDataPreProcessor',
+    mean=[127.5, 127.5, 127.5],  # images in [-1, 1], as the VAE expects
+    std=[127.5, 127.5, 127.5],
+    bgr_to_rgb=True,
+    pad_val=0,
+    seg_pad_val=255)
+
+model = dict(
+    type='DiGSeg',
+    data_preprocessor=data_preprocessor,
+    backbone=dict(type='LatentVAE', pretrained='checkpoints/tiny_sd'),
+    text_encoder=dict(type='OpenCLIPTextEncoder', model_name='DiGSeg-Tiny-CLIP', pretrained=None),
+    decode_head=dict(
+        type='DiffusionMaskHead',
+        unet_cfg=dict(
+            sample_size=16,
+            in_channels=4,
+            out_channels=4,
+            down_block_types=('CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'DownBlock2D'),
+            up_block_types=('UpBlock2D', 'CrossAttnUpBlock2D', 'CrossAttnUpBlock2D'),
+            block_out_channels=(32, 64, 64),
+            layers_per_block=1,
+            cross_attention_dim=64,
+            attention_head_dim=8,
+            norm_num_groups=16),
+        scheduler_cfg=dict(
+            num_train_timesteps=1000,
+            beta_schedule='scaled_linear',
+            beta_start=0.00085,
+            beta_end=0.012,
+            prediction_type='v_prediction',
+            rescale_betas_zero_snr=True,
+            timestep_spacing='trailing',
+            clip_sample=False)),
+    class_names=None,  # the dataset's classes
+    train_cfg=dict(objective='single_step', num_positive=2, num_negative=1),
+    test_cfg=dict(num_steps=1, ensemble_size=1, class_chunk_size=16))

@@ -1,0 +1,7 @@
+# The embedded default: train DiGSeg-tiny on SynthShapes in a few minutes on 2 CPU cores.
+#   python tools/dataset_converters/make_synth_shapes.py --out data/synth_shapes
+#   python tools/train.py configs/digseg/digseg_tiny_synth-shapes-64.py
+_base_ = [
+    '../_base_/models/digseg_tiny.py', '../_base_/datasets/synth_shapes.py',
+    '../_base_/default_runtime.py', '../_base_/schedules/schedule_tiny.py'
+]

@@ -1,0 +1,3 @@
+from .latent_vae import LatentVAE
+
+__all__ = ['LatentVAE']

@@ -1,0 +1,209 @@
+"""The text-conditioned denoising U-Net that turns an image latent and a class prompt into a mask latent."""
+import warnings
+from typing import Callable, Dict, Optional
+
+import torch
+import torch.nn.functional as F
+from diffusers import DDIMScheduler, DDPMScheduler, UNet2DConditionModel
+from diffusers.models.embeddings import TimestepEmbedding
+from mmengine.model import BaseModule
+from torch import Tensor, nn
+
+from mmseg.registry import MODELS
+from ..utils import load_diffusers_part
+
+
+def widen_conv_in(unet: UNet2DConditionModel, in_channels: int) -> None:
+    """Widen ``conv_in`` to take [image latent, noisy mask latent] (Marigold's recipe).
+
+    The pretrained kernel is repeated over the new input groups and scaled so that the sum over the
+    groups equals the original response: with the same latent in every group the output is unchanged.
+    The bias is kept. ``in_channels`` is written to the U-Net config so that it is saved with it.
+    """
+    old = unet.conv_in
+    if old.in_channels == in_channels:
+        return
+    if in_channels % old.in_channels:
+        raise ValueError(f'Cannot widen conv_in from {old.in_channels} to {in_channels} input channels.')
+    repeats = in_channels // old.in_channels
+    new = nn.Conv2d(in_channels, old.out_channels, old.kernel_size, old.stride, old.padding)
+    with torch.no_grad():
+        new.weight.copy_(old.weight.repeat(1, repeats, 1, 1) / repeats)
+        new.bias.copy_(old.bias)
+    unet.conv_in = new.to(old.weight.device, old.weight.dtype)
+    unet.register_to_config(in_channels=in_channels)
+
+
+def add_text_class_embedding(unet: UNet2DConditionModel, embed_dim: int) -> None:
+    """Feed the pooled prompt embedding through the U-Net's class-embedding path.
+
+    It is added to the timestep embedding, which modulates every ResNet block at every resolution.
+    The last layer starts at zero, so a pretrained U-Net starts out unchanged.
+    """
+    if unet.class_embedding is not None:
+        return  # already there (e.g. a U-Net saved by DiGSeg)
+    time_embed_dim = unet.time_embedding.linear_2.out_features
+    embedding = TimestepEmbedding(embed_dim, time_embed_dim)
+    nn.init.zeros_(embedding.linear_2.weight)
+    nn.init.zeros_(embedding.linear_2.bias)
+    unet.class_embedding = embedding.to(unet.device, unet.dtype)
+    unet.register_to_config(class_embed_type='projection', projection_class_embeddings_input_dim=embed_dim)
+
+
+def dice_loss(probs: Tensor, target: Tensor, valid: Tensor, eps: float = 1.0) -> Tensor:
+    probs, target = probs * valid, target * valid
+    inter = (probs * target).flatten(1).sum(1)
+    union = probs.flatten(1).sum(1) + target.flatten(1).sum(1)
+    return (1 - (2 * inter + eps) / (union + eps)).mean()
+
+
+@MODELS.register_module()
+class DiffusionMaskHead(BaseModule):
+    """Denoising U-Net conditioned on the image latent (channels) and the class prompt (text pathway).
+
+    Text pathway, parallel to the image path and reaching every scale:
+    - the prompt's token features, projected to the cross-attention width, feed every
+      cross-attention layer;
+    - the pooled CLIP embedding goes through the class-embedding path into every ResNet block.
+
+    Args:
+        pretrained (str, optional): hub id or Stable Diffusion directory; the U-Net is read from
+            ``subfolder='unet'`` and the noise schedule from ``'scheduler'``.
+        unet_cfg (dict, optional): build a fresh ``UNet2DConditionModel`` from this config instead.
+        scheduler_cfg (dict): overrides of the noise schedule (e.g. ``prediction_type``,
+            ``rescale_betas_zero_snr``, ``timestep_spacing``); without ``pretrained``, the full config.
+        latent_channels, text_token_dim, text_embed_dim (int): set by the segmentor from the VAE and
+            the text encoder.
+        gradient_checkpointing (bool): trade compute for U-Net activation memory.
+        threshold (float): score threshold for a single-class (binary) vocabulary.
+    """
+
+    def __init__(self,
+                 pretrained: Optional[str] = None,
+                 unet_cfg: Optional[dict] = None,
+                 scheduler_cfg: Optional[dict] = None,
+                 latent_channels: int = 4,
+                 text_token_dim: int = 768,
+                 text_embed_dim: int = 768,
+                 gradient_checkpointing: bool = False,
+                 threshold: float = 0.5,
+                 init_cfg=None):
+        super().__init__(init_cfg)
+        if (pretrained is None) == (unet_cfg is None):
+            raise ValueError('DiffusionMaskHead needs exactly one of `pretrained` (a Stable Diffusion '
+                             'directory or hub id) and `unet_cfg` (a UNet2DConditionModel config).')
+        scheduler_cfg = dict(scheduler_cfg or {})
+        if pretrained is not None:
+            self.unet = load_diffusers_part(UNet2DConditionModel, pretrained, 'unet',
+                                            'model.decode_head.pretrained')
+            base = load_diffusers_part(DDPMScheduler, pretrained, 'scheduler',
+                                       'model.decode_head.pretrained').config
+            scheduler_cfg = {**base, **scheduler_cfg}
+        else:
+            self.unet = UNet2DConditionModel(**unet_cfg)
+        self.threshold = threshold
+        self.latent_channels = latent_channels
+        widen_conv_in(self.unet, 2 * latent_channels)
+        add_text_class_embedding(self.unet, text_embed_dim)
+        cross_dim = self.unet.config.cross_attention_dim
+        self.text_proj = nn.Linear(text_token_dim, cross_dim)
+        if text_token_dim == cross_dim:  # e.g. the CLIP the U-Net was trained with: pass it unchanged
+            nn.init.eye_(self.text_proj.weight)
+            nn.init.zeros_(self.text_proj.bias)
+        if gradient_checkpointing:
+            self.unet.enable_gradient_checkpointing()
+
+        self.train_scheduler = DDPMScheduler.from_config(scheduler_cfg)
+        # the last DDIM step lands on the clean estimate itself
+        self.infer_scheduler = DDIMScheduler.from_config(scheduler_cfg, set_alpha_to_one=True)
+        cfg = self.train_scheduler.config
+        self.prediction_type = cfg.prediction_type
+        if cfg.rescale_betas_zero_snr and self.prediction_type == 'epsilon':
+            raise ValueError('Zero-terminal-SNR betas make epsilon prediction undefined at t=T: set '
+                             "scheduler_cfg.prediction_type='v_prediction' or rescale_betas_zero_snr=False.")
+        if self.infer_scheduler.config.timestep_spacing != 'trailing':
+            warnings.warn('DDIM timestep spacing is not "trailing": few-step sampling then never starts at '
+                          't=T and loses accuracy (the paper\'s "w/o trailing" row).')
+        self.register_buffer('alphas_cumprod', self.train_scheduler.alphas_cumprod.clone(), persistent=False)
+
+    def init_weights(self):
+        pass  # pretrained or freshly built with diffusers' own init; new layers are set in __init__
+
+    @property
+    def num_train_timesteps(self) -> int:
+        return self.train_scheduler.config.num_train_timesteps
+
+    def forward(self, noisy_latents: Tensor, image_latents: Tensor, timesteps: Tensor, text_tokens: Tensor,
+                text_pooled: Tensor) -> Tensor:
+        """One U-Net evaluation: returns the scheduler's prediction (epsilon, v or sample)."""
+        sample = torch.cat([image_latents, noisy_latents], dim=1)
+        return self.unet(
+            sample,
+            timesteps,
+            encoder_hidden_states=self.text_proj(text_tokens.to(sample.dtype)),
+            class_labels=text_pooled.to(sample.dtype)).sample
+
+    def training_target(self, clean: Tensor, noise: Tensor, timesteps: Tensor) -> Tensor:
+        if self.prediction_type == 'epsilon':
+            return noise
+        if self.prediction_type == 'v_prediction':
+            return self.train_scheduler.get_velocity(clean, noise, timesteps)
+        return clean  # 'sample'
+
+    def predicted_clean(self, prediction: Tensor, noisy: Tensor, timesteps: Tensor) -> Tensor:
+        """The clean latent implied by a prediction at ``timesteps`` (differentiable)."""
+        alpha_bar = self.alphas_cumprod[timesteps].view(-1, 1, 1, 1).to(prediction.dtype)
+        a, s = alpha_bar.sqrt(), (1 - alpha_bar).sqrt()
+        if self.prediction_type == 'epsilon':
+            return (noisy - s * prediction) / a
+        if self.prediction_type == 'v_prediction':
+            return a * noisy - s * prediction
+        return prediction
+
+    def loss_denoising(self, image_latents: Tensor, mask_latents: Tensor, text_tokens: Tensor,
+                       text_pooled: Tensor) -> Dict[str, Tensor]:
+        """The diffusion objective: MSE to the scheduler's own target at a random timestep."""
+        noise = torch.randn_like(mask_latents)
+        timesteps = torch.randint(
+            0, self.num_train_timesteps, (mask_latents.shape[0], ), device=mask_latents.device)
+        noisy = self.train_scheduler.add_noise(mask_latents, noise, timesteps)
+        prediction = self(noisy, image_latents, timesteps, text_tokens, text_pooled)
+        target = self.training_target(mask_latents, noise, timesteps)
+        return dict(loss_denoise=F.mse_loss(prediction.float(), target.float()))
+
+    def single_step(self, image_latents: Tensor, text_tokens: Tensor, text_pooled: Tensor) -> Tensor:
+        """Deterministic one-step prediction of the clean mask latent: t=T, zero noise (E2E-FT)."""
+        timesteps = torch.full((image_latents.shape[0], ),
+                               self.num_train_timesteps - 1,
+                               device=image_latents.device,
+                               dtype=torch.long)
+        noisy = torch.zeros_like(image_latents[:, :self.latent_channels])
+        prediction = self(noisy, image_latents, timesteps, text_tokens, text_pooled)
+        return self.predicted_clean(prediction, noisy, timesteps)
+
+    def loss_single_step(self, image_latents: Tensor, mask_latents: Tensor, text_tokens: Tensor,
+                         text_pooled: Tensor, masks: Tensor, valid: Tensor,
+                         decode_masks: Callable[[Tensor], Tensor], loss_weights: dict) -> Dict[str, Tensor]:
+        """End-to-end single-step objective: BCE + Dice on the mask decoded by the frozen VAE."""
+        clean = self.single_step(image_latents, text_tokens, text_pooled)
+        probs = ((decode_masks(clean) + 1) / 2).clamp(1e-4, 1 - 1e-4)
+        target, valid = masks.float(), valid.float()
+        bce = F.binary_cross_entropy(probs, target, weight=valid, reduction='sum') / valid.sum().clamp(min=1)
+        losses = dict(loss_bce=loss_weights.get('bce', 1.0) * bce,
+                      loss_dice=loss_weights.get('dice', 1.0) * dice_loss(probs, target, valid))
+        if loss_weights.get('latent', 0):
+            losses['loss_latent'] = loss_weights['latent'] * F.mse_loss(clean.float(), mask_latents.float())
+        return losses
+
+    @torch.no_grad()
+    def sample(self, image_latents: Tensor, text_tokens: Tensor, text_pooled: Tensor, init_latents: Tensor,
+               num_steps: int) -> Tensor:
+        """DDIM from ``init_latents`` at t=T down to the clean mask latent."""
+        scheduler = self.infer_scheduler
+        scheduler.set_timesteps(num_steps, device=image_latents.device)
+        latents = init_latents
+        for t in scheduler.timesteps:
+            timesteps = t.expand(latents.shape[0])
+            prediction = self(latents, image_latents, timesteps, text_tokens, text_pooled)
+            latents = scheduler.step(prediction, t, latents).prev_sample
+        return latents

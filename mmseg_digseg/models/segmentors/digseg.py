@@ -1,0 +1,225 @@
+"""DiGSeg: a latent diffusion model as a text-conditioned, per-class mask generator."""
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from mmengine.logging import print_log
+from torch import Tensor
+
+from mmseg.models.segmentors import BaseSegmentor
+from mmseg.registry import MODELS
+from mmseg.utils import ConfigType, OptConfigType, OptMultiConfig, OptSampleList, SampleList
+
+DEFAULT_TRAIN_CFG = dict(
+    objective='denoising',  # or 'single_step' (end to end through the frozen VAE decoder)
+    num_positive=2,  # present classes drawn per image and step
+    num_negative=1,  # absent classes (all-negative masks) drawn per image and step
+    loss_weights=dict(bce=1.0, dice=1.0, latent=0.0),  # single_step only
+    ignore_index=255)
+
+DEFAULT_TEST_CFG = dict(
+    num_steps=1,  # DDIM steps (trailing spacing starts at t=T)
+    ensemble_size=1,  # members with different start noise, averaged in latent space
+    init_noise=None,  # 'gaussian' | 'zeros'; None: zeros for single_step training, else gaussian
+    class_chunk_size=16,  # classes per U-Net batch (times ensemble_size)
+    seed=0)  # start noise is seeded per image: predictions are reproducible and order-independent
+
+
+def scores_to_logits(scores: Tensor, eps: float = 1e-4) -> Tensor:
+    """Per-class scores in [0, 1] -> logits whose sigmoid gives the scores back.
+
+    Logits keep argmax (label = index of the best class in the vocabulary) and let MMSeg's
+    SegTTAModel, which averages softmax over views, work unchanged.
+    """
+    scores = scores.clamp(eps, 1 - eps)
+    return torch.log(scores) - torch.log1p(-scores)
+
+
+def pad_to_multiple(x: Tensor, multiple: int, value: float) -> Tensor:
+    """Pad the last two dims on the bottom/right up to a multiple (the VAE needs it)."""
+    h, w = x.shape[-2:]
+    ph, pw = -h % multiple, -w % multiple
+    if ph == 0 and pw == 0:
+        return x
+    return F.pad(x, (0, pw, 0, ph), value=value)
+
+
+@MODELS.register_module()
+class DiGSeg(BaseSegmentor):
+    """Diffusion model as a generalist segmentation learner.
+
+    Training step: VAE-encode the image once; draw (image, class) pairs with present and absent
+    classes; VAE-encode each binary mask; the U-Net learns to produce the mask latent from
+    [image latent, noisy mask latent] under the class prompt's text features.
+
+    Inference: encode the image once; for every class of the vocabulary (in chunks) denoise a mask
+    latent, decode it with the VAE into a score map in [0, 1]; the label map is the argmax over
+    classes (a threshold for a one-class vocabulary).
+
+    Args:
+        backbone (dict): the frozen VAE (``LatentVAE``).
+        text_encoder (dict): the frozen text tower (``OpenCLIPTextEncoder``).
+        decode_head (dict): the denoising U-Net (``DiffusionMaskHead``).
+        class_names (list[str], optional): the vocabulary. None: the dataset's classes (set by
+            ``DiGSegVocabularyHook``, or from a checkpoint's ``dataset_meta``).
+        train_cfg, test_cfg (dict): see ``DEFAULT_TRAIN_CFG`` and ``DEFAULT_TEST_CFG``.
+    """
+
+    def __init__(self,
+                 backbone: ConfigType,
+                 text_encoder: ConfigType,
+                 decode_head: ConfigType,
+                 class_names: Optional[Sequence[str]] = None,
+                 train_cfg: OptConfigType = None,
+                 test_cfg: OptConfigType = None,
+                 data_preprocessor: OptConfigType = None,
+                 init_cfg: OptMultiConfig = None):
+        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.backbone = MODELS.build(backbone)
+        self.text_encoder = MODELS.build(text_encoder)
+        self.decode_head = MODELS.build(
+            dict(decode_head,
+                 latent_channels=self.backbone.latent_channels,
+                 text_token_dim=self.text_encoder.token_dim,
+                 text_embed_dim=self.text_encoder.embed_dim))
+        self.class_names = class_names
+        self.train_cfg = {**DEFAULT_TRAIN_CFG, **(train_cfg or {})}
+        self.test_cfg = {**DEFAULT_TEST_CFG, **(test_cfg or {})}
+        if self.train_cfg['objective'] not in ('denoising', 'single_step'):
+            raise ValueError(f"train_cfg.objective must be 'denoising' or 'single_step', "
+                             f"got {self.train_cfg['objective']!r}.")
+        if self.test_cfg['init_noise'] is None:
+            single = self.train_cfg['objective'] == 'single_step'
+            self.test_cfg['init_noise'] = 'zeros' if single else 'gaussian'
+        if self.test_cfg['num_steps'] > 10:
+            print_log(f"test_cfg.num_steps={self.test_cfg['num_steps']}: with trailing spacing, more than "
+                      'a few steps rarely helps and costs a U-Net pass per class each.', 'current', 30)
+        self.align_corners = False
+
+    # ---- vocabulary -------------------------------------------------------------------------------
+    @property
+    def class_names(self) -> List[str]:
+        if self._class_names is not None:
+            return self._class_names
+        meta = getattr(self, 'dataset_meta', None) or {}
+        if meta.get('classes'):
+            return list(meta['classes'])
+        raise RuntimeError('DiGSeg has no vocabulary: set `model.class_names` in the config, run it '
+                           'through the Runner with a dataset (DiGSegVocabularyHook), or load a '
+                           'checkpoint that has meta.dataset_meta.')
+
+    @class_names.setter
+    def class_names(self, names: Optional[Sequence[str]]):
+        if names is not None:
+            names = [str(n) for n in names]
+            if not names:
+                raise ValueError('`class_names` is empty: give at least one class name or prompt.')
+            duplicates = sorted({n for n in names if names.count(n) > 1})
+            if duplicates:
+                raise ValueError(f'`class_names` repeats {duplicates}: each class needs its own name, '
+                                 'or its label would be ambiguous.')
+        self._class_names = names
+
+    @property
+    def out_channels(self) -> int:  # read by MMSeg's SegTTAModel
+        return len(self.class_names)
+
+    # ---- shared steps ---------------------------------------------------------------------------
+    def extract_feat(self, inputs: Tensor) -> Tensor:
+        """Images in [-1, 1] (padded to a multiple of the VAE factor) -> image latents."""
+        return self.backbone.encode(inputs)
+
+    def _pad(self, x: Tensor, value: float) -> Tensor:
+        return pad_to_multiple(x, self.backbone.downsample_factor, value)
+
+    # ---- training -------------------------------------------------------------------------------
+    def _sample_pairs(self, gt: Tensor, num_classes: int) -> Tuple[Tensor, Tensor]:
+        """Draw (image index, class index) pairs: present classes and absent ones per image."""
+        cfg = self.train_cfg
+        img_idx, cls_idx = [], []
+        for b in range(gt.shape[0]):
+            labels = gt[b].unique()
+            present = torch.zeros(num_classes, dtype=torch.bool, device=gt.device)
+            present[labels[labels < num_classes]] = True
+            pos = present.nonzero()[:, 0]
+            neg = (~present).nonzero()[:, 0]
+            pos = pos[torch.randperm(len(pos), device=gt.device)[:cfg['num_positive']]]
+            neg = neg[torch.randperm(len(neg), device=gt.device)[:cfg['num_negative']]]
+            chosen = torch.cat([pos, neg])
+            img_idx.append(torch.full_like(chosen, b))
+            cls_idx.append(chosen)
+        return torch.cat(img_idx), torch.cat(cls_idx)
+
+    def loss(self, inputs: Tensor, data_samples: SampleList) -> dict:
+        cfg = self.train_cfg
+        names = self.class_names
+        gt = torch.stack([ds.gt_sem_seg.data[0] for ds in data_samples]).long()
+        inputs, gt = self._pad(inputs, 0.0), self._pad(gt, cfg['ignore_index'])
+        image_latents = self.extract_feat(inputs)
+        img_idx, cls_idx = self._sample_pairs(gt, len(names))
+        gt = gt[img_idx]
+        masks = gt == cls_idx[:, None, None]
+        valid = gt != cfg['ignore_index']
+        mask_latents = self.backbone.encode_masks(masks)
+        pooled, tokens = self.text_encoder(names)
+        args = (image_latents[img_idx], mask_latents, tokens[cls_idx], pooled[cls_idx])
+        if cfg['objective'] == 'denoising':
+            return self.decode_head.loss_denoising(*args)
+        return self.decode_head.loss_single_step(*args, masks, valid, self.backbone.decode_masks,
+                                                 cfg['loss_weights'])
+
+    # ---- inference ------------------------------------------------------------------------------
+    @torch.no_grad()
+    def score_classes(self, image_latents: Tensor, class_names: Sequence[str]) -> Tensor:
+        """Image latents (B, c, h, w) -> per-class scores (B, C, H, W) in [0, 1].
+
+        Each image latent is computed once and shared by every class, step and ensemble member;
+        classes go through the U-Net in chunks of ``class_chunk_size`` (times the ensemble).
+        """
+        cfg = self.test_cfg
+        pooled, tokens = self.text_encoder(class_names)
+        num_members, chunk = cfg['ensemble_size'], max(1, cfg['class_chunk_size'])
+        B, c, h, w = image_latents.shape
+        results = []
+        for b in range(B):
+            noise_shape = (num_members, c, h, w)
+            if cfg['init_noise'] == 'zeros':
+                noise = image_latents.new_zeros(noise_shape)
+            else:
+                generator = torch.Generator(image_latents.device).manual_seed(cfg['seed'] + b)
+                noise = torch.randn(noise_shape, generator=generator, device=image_latents.device)
+                noise = noise.to(image_latents.dtype)
+            scores = []
+            for start in range(0, len(class_names), chunk):
+                idx = torch.arange(start, min(start + chunk, len(class_names)), device=tokens.device)
+                n = len(idx)
+                latents = self.decode_head.sample(
+                    image_latents[b:b + 1].expand(n * num_members, -1, -1, -1),
+                    tokens[idx].repeat_interleave(num_members, 0),
+                    pooled[idx].repeat_interleave(num_members, 0),
+                    noise.repeat(n, 1, 1, 1),
+                    cfg['num_steps'])
+                latents = latents.view(n, num_members, c, h, w).mean(1)
+                scores.append(((self.backbone.decode_masks(latents) + 1) / 2).clamp(0, 1))
+            results.append(torch.cat(scores))
+        return torch.stack(results)
+
+    def encode_decode(self, inputs: Tensor, batch_img_metas: List[dict]) -> Tensor:
+        """Images -> per-class logits (B, C, H, W) at the input size (see ``scores_to_logits``)."""
+        H, W = inputs.shape[-2:]
+        image_latents = self.extract_feat(self._pad(inputs, 0.0))
+        scores = self.score_classes(image_latents, self.class_names)[..., :H, :W]
+        return scores_to_logits(scores)
+
+    def predict(self, inputs: Tensor, data_samples: OptSampleList = None) -> SampleList:
+        if data_samples is not None:
+            batch_img_metas = [ds.metainfo for ds in data_samples]
+        else:
+            shape = inputs.shape[2:]
+            batch_img_metas = [dict(ori_shape=shape, img_shape=shape, pad_shape=shape,
+                                    padding_size=[0, 0, 0, 0])] * inputs.shape[0]
+        seg_logits = self.encode_decode(inputs, batch_img_metas)
+        return self.postprocess_result(seg_logits, data_samples)
+
+    def _forward(self, inputs: Tensor, data_samples: OptSampleList = None) -> Tensor:
+        return self.encode_decode(inputs, [ds.metainfo for ds in data_samples or []])

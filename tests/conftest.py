@@ -1,0 +1,75 @@
+"""Shared fixtures: tiny models of the real classes, saved in the real on-disk formats."""
+import os.path as osp
+
+import pytest
+import torch
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+TINY_CONFIG = osp.join(REPO_ROOT, 'configs/digseg/digseg_tiny_synth-shapes-64.py')
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope='session', autouse=True)
+def mmseg_scope():
+    """Build from MMSeg's registries as the Runner does (default scope 'mmseg')."""
+    import mmseg_digseg  # noqa: F401  (registers DiGSeg's modules)
+    from mmseg.utils import register_all_modules
+    register_all_modules(init_default_scope=True)
+
+
+def tiny_unet_cfg():
+    from mmengine.config import Config
+    return Config.fromfile(osp.join(REPO_ROOT, 'configs/_base_/models/digseg_tiny.py')).model.decode_head.unet_cfg
+
+
+@pytest.fixture(scope='session')
+def tiny_sd_dir(tmp_path_factory):
+    """A Stable-Diffusion-layout directory (vae/, unet/, scheduler/) written with save_pretrained."""
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    root = tmp_path_factory.mktemp('tiny_sd')
+    torch.manual_seed(0)
+    AutoencoderKL.from_pretrained(osp.join(REPO_ROOT, 'checkpoints/tiny_sd'), subfolder='vae').save_pretrained(
+        root / 'vae')
+    UNet2DConditionModel(**tiny_unet_cfg()).save_pretrained(root / 'unet')
+    DDPMScheduler(beta_schedule='scaled_linear', beta_start=0.00085, beta_end=0.012,
+                  prediction_type='epsilon', clip_sample=False).save_pretrained(root / 'scheduler')
+    return str(root)
+
+
+@pytest.fixture(scope='session')
+def tiny_clip_ckpt(tmp_path_factory):
+    """A tiny open_clip checkpoint file (state dict), as open_clip saves and loads them."""
+    import open_clip
+    import mmseg_digseg  # noqa: F401  (registers the tiny open_clip config)
+    torch.manual_seed(1)
+    model = open_clip.create_model('DiGSeg-Tiny-CLIP')
+    path = tmp_path_factory.mktemp('tiny_clip') / 'open_clip_pytorch_model.bin'
+    torch.save(model.state_dict(), path)
+    return str(path)
+
+
+@pytest.fixture(scope='session')
+def synth_root(tmp_path_factory):
+    from mmseg_digseg.datasets import generate_synth_shapes
+    return generate_synth_shapes(str(tmp_path_factory.mktemp('synth_shapes')), num_train=16, num_val=4)
+
+
+@pytest.fixture(scope='session')
+def tiny_cfg(synth_root):
+    """The embedded default config, pointed at a small generated dataset."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(TINY_CONFIG)
+    cfg.train_dataloader.dataset.data_root = synth_root
+    cfg.val_dataloader.dataset.data_root = synth_root
+    cfg.test_dataloader.dataset.data_root = synth_root
+    return cfg
+
+
+@pytest.fixture
+def tiny_model(tiny_cfg):
+    from mmseg.registry import MODELS
+    torch.manual_seed(0)
+    model = MODELS.build(tiny_cfg.model)
+    model.class_names = ['background', 'disc', 'square', 'triangle', 'cross', 'ring']
+    return model

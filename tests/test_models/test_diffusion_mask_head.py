@@ -1,0 +1,149 @@
+import copy
+
+import pytest
+import torch
+from diffusers import DDIMScheduler, DDPMScheduler, UNet2DConditionModel
+
+from mmseg_digseg.models.decode_heads import DiffusionMaskHead, add_text_class_embedding, widen_conv_in
+from ..conftest import tiny_unet_cfg
+
+SCHEDULER_CFG = dict(num_train_timesteps=1000, beta_schedule='scaled_linear', beta_start=0.00085,
+                     beta_end=0.012, prediction_type='v_prediction', rescale_betas_zero_snr=True,
+                     timestep_spacing='trailing', clip_sample=False)
+
+
+def make_head(**kwargs):
+    torch.manual_seed(0)
+    cfg = dict(unet_cfg=tiny_unet_cfg(), scheduler_cfg=SCHEDULER_CFG, latent_channels=4, text_token_dim=64,
+               text_embed_dim=64)
+    cfg.update(kwargs)
+    return DiffusionMaskHead(**cfg)
+
+
+def unet_inputs(batch=2):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, 4, 16, 16, generator=g)
+    t = torch.tensor([10, 700][:batch])
+    ctx = torch.randn(batch, 5, 64, generator=g)
+    return x, t, ctx
+
+
+def test_widen_conv_in_keeps_pretrained_output():
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(**tiny_unet_cfg()).eval()
+    x, t, ctx = unet_inputs()
+    with torch.no_grad():
+        reference = unet(x, t, encoder_hidden_states=ctx).sample
+        widened = copy.deepcopy(unet)
+        widen_conv_in(widened, 8)
+        assert widened.conv_in.in_channels == 8 and widened.config.in_channels == 8
+        torch.testing.assert_close(widened.conv_in.bias, unet.conv_in.bias)
+        # the same latent in both groups reproduces the original response ...
+        same = widened(torch.cat([x, x], 1), t, encoder_hidden_states=ctx).sample
+        # ... and with the extra channels at zero, up to the 0.5 factor
+        zeros = widened(torch.cat([2 * x, torch.zeros_like(x)], 1), t, encoder_hidden_states=ctx).sample
+    torch.testing.assert_close(same, reference, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(zeros, reference, atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(widened(torch.cat([x, torch.zeros_like(x)], 1), t, encoder_hidden_states=ctx).sample,
+                              reference, atol=1e-3)
+
+
+def test_text_class_embedding_starts_as_identity():
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(**tiny_unet_cfg()).eval()
+    x, t, ctx = unet_inputs()
+    with torch.no_grad():
+        reference = unet(x, t, encoder_hidden_states=ctx).sample
+        add_text_class_embedding(unet, 32)
+        out = unet(x, t, encoder_hidden_states=ctx, class_labels=torch.randn(2, 32)).sample
+    torch.testing.assert_close(out, reference)
+    assert unet.config.class_embed_type == 'projection'
+    assert unet.config.projection_class_embeddings_input_dim == 32
+
+
+@pytest.mark.parametrize('prediction_type', ['v_prediction', 'epsilon', 'sample'])
+def test_training_target_matches_diffusers(prediction_type):
+    zero_snr = prediction_type != 'epsilon'
+    head = make_head(scheduler_cfg=dict(SCHEDULER_CFG, prediction_type=prediction_type,
+                                        rescale_betas_zero_snr=zero_snr))
+    reference = DDPMScheduler(**dict(SCHEDULER_CFG, prediction_type=prediction_type,
+                                     rescale_betas_zero_snr=zero_snr))
+    g = torch.Generator().manual_seed(1)
+    clean, noise = torch.randn(3, 4, 8, 8, generator=g), torch.randn(3, 4, 8, 8, generator=g)
+    t = torch.tensor([0, 421, 998])
+    target = head.training_target(clean, noise, t)
+    alpha_bar = reference.alphas_cumprod[t].view(-1, 1, 1, 1)
+    expected = {
+        'epsilon': noise,
+        'v_prediction': alpha_bar.sqrt() * noise - (1 - alpha_bar).sqrt() * clean,
+        'sample': clean
+    }[prediction_type]
+    torch.testing.assert_close(target, expected)
+    if prediction_type == 'v_prediction':
+        torch.testing.assert_close(target, reference.get_velocity(clean, noise, t))
+    # the prediction -> clean-latent formula inverts the forward process
+    noisy = reference.add_noise(clean, noise, t)
+    torch.testing.assert_close(head.predicted_clean(target, noisy, t), clean, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize('steps,expected', [(1, [999]), (2, [999, 499]), (4, [999, 749, 499, 249])])
+def test_trailing_timesteps_match_diffusers(steps, expected):
+    head = make_head()
+    head.infer_scheduler.set_timesteps(steps)
+    reference = DDIMScheduler(**SCHEDULER_CFG)
+    reference.set_timesteps(steps)
+    assert head.infer_scheduler.timesteps.tolist() == reference.timesteps.tolist() == expected
+
+
+def test_zero_snr_makes_last_step_pure_noise():
+    head = make_head()
+    assert head.alphas_cumprod[-1].item() == pytest.approx(0.0, abs=1e-12)
+
+
+def test_one_step_sampling_from_zeros_equals_single_step_training_path():
+    head = make_head().eval()
+    g = torch.Generator().manual_seed(2)
+    image = torch.randn(3, 4, 16, 16, generator=g)
+    tokens, pooled = torch.randn(3, 16, 64, generator=g), torch.randn(3, 64, generator=g)
+    with torch.no_grad():
+        sampled = head.sample(image, tokens, pooled, torch.zeros(3, 4, 16, 16), num_steps=1)
+        direct = head.single_step(image, tokens, pooled)
+    torch.testing.assert_close(sampled, direct, atol=1e-5, rtol=1e-4)
+
+
+def test_text_changes_the_prediction_after_training_signal():
+    head = make_head().eval()
+    with torch.no_grad():
+        head.unet.class_embedding.linear_2.weight.normal_()  # as after some training
+        x, t, _ = unet_inputs()
+        image = torch.randn(2, 4, 16, 16)
+        tok = torch.randn(1, 16, 64).expand(2, -1, -1)
+        pooled = torch.stack([torch.randn(64), torch.randn(64)])
+        out = head(x[:1].expand(2, -1, -1, -1), image[:1].expand(2, -1, -1, -1), t[:1].expand(2), tok, pooled)
+    assert not torch.allclose(out[0], out[1], atol=1e-4)
+
+
+def test_epsilon_with_zero_snr_is_rejected():
+    with pytest.raises(ValueError, match='v_prediction'):
+        make_head(scheduler_cfg=dict(SCHEDULER_CFG, prediction_type='epsilon'))
+
+
+def test_needs_exactly_one_unet_source():
+    with pytest.raises(ValueError, match='exactly one'):
+        DiffusionMaskHead(scheduler_cfg=SCHEDULER_CFG)
+
+
+def test_loads_unet_and_scheduler_from_sd_directory(tiny_sd_dir):
+    head = DiffusionMaskHead(pretrained=tiny_sd_dir, scheduler_cfg=dict(prediction_type='v_prediction',
+                                                                        rescale_betas_zero_snr=True,
+                                                                        timestep_spacing='trailing'),
+                             text_token_dim=64, text_embed_dim=64)
+    saved = UNet2DConditionModel.from_pretrained(tiny_sd_dir, subfolder='unet')
+    torch.testing.assert_close(head.unet.conv_in.weight[:, 4:], saved.conv_in.weight / 2)
+    assert head.train_scheduler.config.beta_schedule == 'scaled_linear'  # from the directory
+    assert head.prediction_type == 'v_prediction'  # overridden
+
+
+def test_missing_weights_path_names_the_fix(tmp_path):
+    with pytest.raises(FileNotFoundError, match='decode_head.pretrained'):
+        DiffusionMaskHead(pretrained=str(tmp_path / 'nowhere'))

@@ -1,0 +1,104 @@
+import pytest
+import torch
+from mmengine.structures import PixelData
+
+from mmseg.structures import SegDataSample
+from mmseg_digseg.models.segmentors import scores_to_logits
+
+
+def test_scores_to_logits_keeps_argmax_and_inverts_sigmoid(tiny_model):
+    scores = torch.tensor([[[0.1]], [[0.7]], [[0.4]]])[None]  # 3 classes, 1 pixel
+    logits = scores_to_logits(scores)
+    torch.testing.assert_close(logits.sigmoid(), scores)
+    [result] = tiny_model.postprocess_result(logits)
+    assert result.pred_sem_seg.data.item() == 1  # label = position of the best class in the vocabulary
+
+
+def test_labels_follow_the_vocabulary_order(tiny_model):
+    tiny_model.eval()
+    image = torch.rand(1, 3, 64, 64) * 2 - 1
+    names = list(tiny_model.class_names)
+    latents = tiny_model.extract_feat(image)
+    scores = tiny_model.score_classes(latents, names)
+    order = [3, 0, 5, 1, 4, 2]
+    permuted = tiny_model.score_classes(latents, [names[i] for i in order])
+    torch.testing.assert_close(permuted, scores[:, order])
+    # chunking the classes through the U-Net changes nothing
+    tiny_model.test_cfg['class_chunk_size'] = 4
+    torch.testing.assert_close(tiny_model.score_classes(latents, names), scores, atol=1e-5, rtol=1e-4)
+
+
+def test_ensemble_members_are_averaged_in_latent_space(tiny_model):
+    tiny_model.eval()
+    tiny_model.test_cfg.update(init_noise='gaussian', ensemble_size=3, num_steps=2)
+    latents = tiny_model.extract_feat(torch.rand(1, 3, 64, 64) * 2 - 1)
+    scores = tiny_model.score_classes(latents, ['disc'])
+    # the same thing by hand
+    head, vae = tiny_model.decode_head, tiny_model.backbone
+    pooled, tokens = tiny_model.text_encoder(['disc'])
+    noise = torch.randn((3, 4, 16, 16), generator=torch.Generator().manual_seed(0))
+    members = head.sample(latents.expand(3, -1, -1, -1), tokens.expand(3, -1, -1), pooled.expand(3, -1), noise, 2)
+    expected = ((vae.decode_masks(members.mean(0, keepdim=True)) + 1) / 2).clamp(0, 1)
+    torch.testing.assert_close(scores[0], expected, atol=1e-5, rtol=1e-4)
+
+
+def test_predict_pads_odd_sizes_and_crops_back(tiny_model):
+    tiny_model.eval()
+    image = torch.rand(1, 3, 50, 61) * 2 - 1  # not a multiple of the VAE factor
+    sample = SegDataSample(metainfo=dict(ori_shape=(50, 61), img_shape=(50, 61), pad_shape=(50, 61),
+                                         padding_size=[0, 0, 0, 0]))
+    [result] = tiny_model.predict(image, [sample])
+    assert result.seg_logits.data.shape == (6, 50, 61)
+    assert result.pred_sem_seg.data.shape == (1, 50, 61)
+    assert result.pred_sem_seg.data.max() < 6
+
+
+def make_batch(num_images=2, size=64):
+    g = torch.Generator().manual_seed(0)
+    inputs = torch.rand(num_images, 3, size, size, generator=g) * 2 - 1
+    samples = []
+    for i in range(num_images):
+        gt = torch.zeros(1, size, size, dtype=torch.long)
+        gt[:, 8:30, 8:30] = 1 + i
+        gt[:, 40:, 40:] = 255  # ignored pixels
+        samples.append(SegDataSample(gt_sem_seg=PixelData(data=gt)))
+    return inputs, samples
+
+
+@pytest.mark.parametrize('objective', ['denoising', 'single_step'])
+def test_loss_trains_only_the_unet_and_text_projection(tiny_model, objective):
+    tiny_model.train()
+    tiny_model.train_cfg['objective'] = objective
+    tiny_model.train_cfg['loss_weights'] = dict(bce=1.0, dice=1.0, latent=0.5)
+    losses = tiny_model.loss(*make_batch())
+    expected = {'loss_denoise'} if objective == 'denoising' else {'loss_bce', 'loss_dice', 'loss_latent'}
+    assert set(losses) == expected
+    total = sum(losses.values())
+    assert torch.isfinite(total)
+    total.backward()
+    trained = {n.split('.')[0] + '.' + n.split('.')[1] for n, p in tiny_model.named_parameters() if p.grad is not None}
+    assert trained == {'decode_head.unet', 'decode_head.text_proj'}
+    assert tiny_model.decode_head.unet.class_embedding.linear_2.weight.grad.abs().sum() > 0
+
+
+def test_pair_sampling_draws_present_and_absent_classes(tiny_model):
+    tiny_model.train_cfg.update(num_positive=2, num_negative=3)
+    gt = torch.zeros(1, 8, 8, dtype=torch.long)
+    gt[0, :2] = 4
+    gt[0, -1] = 255
+    img_idx, cls_idx = tiny_model._sample_pairs(gt, 6)
+    assert img_idx.tolist() == [0] * 5
+    assert set(cls_idx[:2].tolist()) == {0, 4}
+    assert set(cls_idx[2:].tolist()) <= {1, 2, 3, 5} and len(set(cls_idx[2:].tolist())) == 3
+
+
+def test_vocabulary_errors(tiny_model):
+    with pytest.raises(ValueError, match='empty'):
+        tiny_model.class_names = []
+    with pytest.raises(ValueError, match='repeats'):
+        tiny_model.class_names = ['disc', 'ring', 'disc']
+    tiny_model.class_names = None
+    with pytest.raises(RuntimeError, match='no vocabulary'):
+        tiny_model.class_names
+    tiny_model.dataset_meta = dict(classes=('a', 'b'))
+    assert tiny_model.class_names == ['a', 'b'] and tiny_model.out_channels == 2

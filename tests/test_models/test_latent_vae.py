@@ -1,0 +1,47 @@
+import pytest
+import torch
+
+from mmseg_digseg.models.backbones import LatentVAE
+
+
+def test_encodes_scaled_posterior_mean_and_stays_frozen():
+    vae = LatentVAE(pretrained='checkpoints/tiny_sd')  # relative to the repository, from any cwd
+    vae.train()
+    assert not vae.vae.training and not any(p.requires_grad for p in vae.parameters())
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    z = vae.encode(x)
+    assert z.shape == (2, 4, 16, 16) and vae.downsample_factor == 4
+    expected = vae.vae.encode(x).latent_dist.mean * vae.vae.config.scaling_factor
+    torch.testing.assert_close(z, expected)
+    assert not z.requires_grad
+
+
+def test_binary_mask_round_trip():
+    vae = LatentVAE(pretrained='checkpoints/tiny_sd')
+    masks = torch.zeros(3, 64, 64)
+    masks[0, 10:40, 12:50] = 1  # a box
+    yy, xx = torch.meshgrid(torch.arange(64), torch.arange(64), indexing='ij')
+    masks[1] = ((yy - 30)**2 + (xx - 34)**2 < 14**2).float()  # a disc
+    # masks[2] stays empty: an absent class
+    with torch.no_grad():
+        decoded = vae.decode_masks(vae.encode_masks(masks))
+    assert decoded.shape == (3, 64, 64)
+    pred = decoded > 0
+    for i in range(2):
+        inter = (pred[i] & masks[i].bool()).sum().item()
+        union = (pred[i] | masks[i].bool()).sum().item()
+        assert inter / union >= 0.9
+    assert pred[2].float().mean() < 0.02
+
+
+def test_decoding_passes_gradients_to_latents_only():
+    vae = LatentVAE(pretrained='checkpoints/tiny_sd')
+    z = torch.zeros(1, 4, 16, 16, requires_grad=True)
+    vae.decode_masks(z).sum().backward()
+    assert z.grad is not None and z.grad.abs().sum() > 0
+    assert all(p.grad is None for p in vae.parameters())
+
+
+def test_missing_weights_path_names_the_fix(tmp_path):
+    with pytest.raises(FileNotFoundError, match='backbone.pretrained'):
+        LatentVAE(pretrained=str(tmp_path / 'no_sd_here'))
