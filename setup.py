@@ -8,7 +8,8 @@ install_requires = [
     'mmcv==2.1.0',
     'mmengine==0.10.7',
     'mmsegmentation==1.2.2',
-    'mmpretrain==1.2.0',
+    'mmpretrain==1.2.0',  # CLIP/ViT/ConvNeXt backbones of some MMSeg baselines
+    'mmdet==3.3.0',  # Mask2Former baselines (accepts mmcv 2.1.0)
     'diffusers==0.42.1',
     'open_clip_torch==3.3.0',
     'ftfy',

@@ -195,11 +195,16 @@ class DiffusionMaskHead(BaseModule):
             losses['loss_latent'] = loss_weights['latent'] * F.mse_loss(clean.float(), mask_latents.float())
         return losses
 
+    def inference_scheduler(self, timestep_spacing: Optional[str] = None) -> DDIMScheduler:
+        if timestep_spacing in (None, self.infer_scheduler.config.timestep_spacing):
+            return self.infer_scheduler
+        return DDIMScheduler.from_config(self.infer_scheduler.config, timestep_spacing=timestep_spacing)
+
     @torch.no_grad()
     def sample(self, image_latents: Tensor, text_tokens: Tensor, text_pooled: Tensor, init_latents: Tensor,
-               num_steps: int) -> Tensor:
-        """DDIM from ``init_latents`` at t=T down to the clean mask latent."""
-        scheduler = self.infer_scheduler
+               num_steps: int, timestep_spacing: Optional[str] = None) -> Tensor:
+        """DDIM from ``init_latents`` (at t=T with trailing spacing) down to the clean mask latent."""
+        scheduler = self.inference_scheduler(timestep_spacing)
         scheduler.set_timesteps(num_steps, device=image_latents.device)
         latents = init_latents
         for t in scheduler.timesteps:

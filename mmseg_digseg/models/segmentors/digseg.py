@@ -18,11 +18,23 @@ DEFAULT_TRAIN_CFG = dict(
     ignore_index=255)
 
 DEFAULT_TEST_CFG = dict(
+    preset=None,  # a paper row of ensemble size x steps, e.g. '4x2' (see INFERENCE_PRESETS)
     num_steps=1,  # DDIM steps (trailing spacing starts at t=T)
     ensemble_size=1,  # members with different start noise, averaged in latent space
+    timestep_spacing=None,  # None: the scheduler's ('trailing' in our configs)
     init_noise=None,  # 'gaussian' | 'zeros'; None: zeros for single_step training, else gaussian
     class_chunk_size=16,  # classes per U-Net batch (times ensemble_size)
     seed=0)  # start noise is seeded per image: predictions are reproducible and order-independent
+
+
+# The paper's E x Step ablation rows (ensemble size x denoising steps); '20x50' is "w/o trailing".
+INFERENCE_PRESETS = {
+    '1x1': dict(ensemble_size=1, num_steps=1),
+    '1x2': dict(ensemble_size=1, num_steps=2),
+    '4x2': dict(ensemble_size=4, num_steps=2),
+    '8x2': dict(ensemble_size=8, num_steps=2),
+    '20x50': dict(ensemble_size=20, num_steps=50, timestep_spacing='leading'),
+}
 
 
 def scores_to_logits(scores: Tensor, eps: float = 1e-4) -> Tensor:
@@ -85,6 +97,11 @@ class DiGSeg(BaseSegmentor):
         self.class_names = class_names
         self.train_cfg = {**DEFAULT_TRAIN_CFG, **(train_cfg or {})}
         self.test_cfg = {**DEFAULT_TEST_CFG, **(test_cfg or {})}
+        preset = self.test_cfg['preset']
+        if preset is not None:
+            if preset not in INFERENCE_PRESETS:
+                raise ValueError(f'Unknown inference preset {preset!r}; choose one of {list(INFERENCE_PRESETS)}.')
+            self.test_cfg.update(INFERENCE_PRESETS[preset])
         if self.train_cfg['objective'] not in ('denoising', 'single_step'):
             raise ValueError(f"train_cfg.objective must be 'denoising' or 'single_step', "
                              f"got {self.train_cfg['objective']!r}.")
@@ -198,7 +215,8 @@ class DiGSeg(BaseSegmentor):
                     tokens[idx].repeat_interleave(num_members, 0),
                     pooled[idx].repeat_interleave(num_members, 0),
                     noise.repeat(n, 1, 1, 1),
-                    cfg['num_steps'])
+                    cfg['num_steps'],
+                    cfg['timestep_spacing'])
                 latents = latents.view(n, num_members, c, h, w).mean(1)
                 scores.append(((self.backbone.decode_masks(latents) + 1) / 2).clamp(0, 1))
             results.append(torch.cat(scores))
