@@ -6,6 +6,7 @@ from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 
 from mmseg.registry import HOOKS
+from ..models.segmentors import DiGSeg
 
 
 def _unwrap(model):
@@ -26,7 +27,7 @@ class DiGSegVocabularyHook(Hook):
         loop = getattr(runner, loop_name)
         classes = loop.dataloader.dataset.metainfo.get('classes')
         model = _unwrap(runner.model)
-        if not classes or not hasattr(model, 'class_names'):
+        if not classes or not isinstance(model, DiGSeg):
             return
         classes = list(classes)
         if model._class_names is None:

@@ -9,7 +9,8 @@ data_preprocessor = dict(
     std=[127.5, 127.5, 127.5],
     bgr_to_rgb=True,
     pad_val=0,
-    seg_pad_val=255)
+    seg_pad_val=255,
+    size_divisor=8)  # batches of different sizes are padded (and the prediction cropped back)
 
 model = dict(
     type='DiGSeg',

@@ -1,0 +1,38 @@
+# DiGSeg on Stable Diffusion 2.1-base (VAE factor 8, U-Net cross-attention width 1024) with the open_clip
+# ViT-L/14 (OpenAI) text tower (token width 768; the head's text_proj maps it to 1024).
+# Weights: hub ids by default. Local copies, without editing a config (docs/zoo.md, "Weights"):
+#   export DIGSEG_SD_DIR=/path/to/stable-diffusion-2-1-base          # diffusers layout: vae/ unet/ scheduler/
+#   export DIGSEG_CLIP_L14=/path/to/ViT-L-14/open_clip_pytorch_model.bin
+# or --cfg-options model.backbone.pretrained=... model.decode_head.pretrained=... model.text_encoder.pretrained=...
+# SD 1.5 works the same way (cross-attention width 768): point both `pretrained` keys at it.
+sd_pretrained = '{{$DIGSEG_SD_DIR:stabilityai/stable-diffusion-2-1-base}}'
+
+data_preprocessor = dict(
+    type='SegDataPreProcessor',
+    mean=[127.5, 127.5, 127.5],  # images in [-1, 1], as the VAE expects
+    std=[127.5, 127.5, 127.5],
+    bgr_to_rgb=True,
+    pad_val=0,
+    seg_pad_val=255)
+
+model = dict(
+    type='DiGSeg',
+    data_preprocessor=data_preprocessor,
+    backbone=dict(type='LatentVAE', pretrained=sd_pretrained),
+    text_encoder=dict(
+        type='OpenCLIPTextEncoder',
+        model_name='ViT-L-14',
+        pretrained='{{$DIGSEG_CLIP_L14:openai}}',
+        templates='vild'),  # 14 prompt templates averaged into the pooled embedding
+    decode_head=dict(
+        type='DiffusionMaskHead',
+        pretrained=sd_pretrained,
+        # SD 2.1-base ships an epsilon schedule; DiGSeg fine-tunes to v-prediction with zero-terminal-SNR
+        # betas and trailing spacing, so that 1-2 DDIM steps start at t=T (Marigold's recipe)
+        scheduler_cfg=dict(prediction_type='v_prediction', rescale_betas_zero_snr=True,
+                           timestep_spacing='trailing'),
+        gradient_checkpointing=True),  # docs/zoo.md: about halves activation memory at 512 px
+    class_names=None,  # the dataset's classes
+    train_cfg=dict(objective='denoising', num_positive=3, num_negative=1),
+    # cheap validation during training; the paper's rows: --cfg-options model.test_cfg.preset=8x2
+    test_cfg=dict(preset=None, ensemble_size=1, num_steps=1, class_chunk_size=8))

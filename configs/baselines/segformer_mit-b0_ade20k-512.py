@@ -1,0 +1,6 @@
+# SegFormer MiT-b0 (MMSeg's recipe) on DiGSeg's ADE20K-150 dataset config, 512x512 crops.
+#   bash tools/dist_train.sh configs/baselines/segformer_mit-b0_ade20k-512.py 8
+_base_ = ['./_base_/segformer_mit-b0.py', '../_base_/datasets/ade20k.py']
+crop_size = (512, 512)
+data_preprocessor = dict(size=crop_size)
+model = dict(data_preprocessor=data_preprocessor, decode_head=dict(num_classes=150))
