@@ -34,7 +34,7 @@ _MAX_EXTENT = 30
 def _smooth_noise(rng, size, grid=5):
     """Low-frequency noise in [-1, 1]: a coarse random grid, bicubically upsampled."""
     coarse = rng.uniform(-1.0, 1.0, (grid, grid)).astype(np.float32)
-    up = Image.fromarray(coarse, mode='F').resize((size, size), Image.BICUBIC)
+    up = Image.fromarray(coarse).resize((size, size), Image.Resampling.BICUBIC)
     return np.clip(np.asarray(up, dtype=np.float32), -1.0, 1.0)
 
 
@@ -157,8 +157,8 @@ def generate_synth_shapes(root, num_train=400, num_val=60, size=64, seed=0) -> s
                     os.remove(osp.join(d, name))
         for i in tqdm(range(n), desc=f'SynthShapes {split}', disable=n < 200, leave=False):
             img, label = render_sample(_split_rng(seed, split_id, i), size)
-            Image.fromarray(img, mode='RGB').save(osp.join(img_dir, f'{i:05d}.png'))
-            Image.fromarray(label, mode='L').save(osp.join(ann_dir, f'{i:05d}.png'))
+            Image.fromarray(img).save(osp.join(img_dir, f'{i:05d}.png'))
+            Image.fromarray(label).save(osp.join(ann_dir, f'{i:05d}.png'))
 
     with open(meta_path, 'w') as f:
         json.dump(meta, f, indent=2)
