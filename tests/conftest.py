@@ -1,4 +1,5 @@
 """Shared fixtures: tiny models of the real classes, saved in the real on-disk formats."""
+import os
 import os.path as osp
 
 import pytest
@@ -7,7 +8,8 @@ import torch
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TINY_CONFIG = osp.join(REPO_ROOT, 'configs/digseg/digseg_tiny_synth-shapes-64.py')
 
-torch.set_num_threads(2)
+# OMP_NUM_THREADS=1 keeps a run usable while another job holds a core
+torch.set_num_threads(int(os.environ.get('OMP_NUM_THREADS', 2)))
 
 
 @pytest.fixture(scope='session', autouse=True)

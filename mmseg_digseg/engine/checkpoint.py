@@ -1,17 +1,23 @@
-"""Let torch >= 2.6 (``torch.load(weights_only=True)`` by default) read mmengine checkpoints.
+"""Let mmengine read its own checkpoints under torch >= 2.6.
 
-mmengine 0.10.7 calls ``torch.load`` without ``weights_only``, and its checkpoints hold a few
-non-tensor objects (message hub history, config dicts, numpy scalars). They are allow-listed here
-rather than turning the safe loader off.
+torch 2.6 made ``torch.load(weights_only=True)`` the default. mmengine 0.10.7 (its latest release) calls
+``torch.load`` without the argument, and its checkpoints hold message-hub history and numpy objects that
+the safe unpickler refuses (numpy 2 pickles dtypes through ``getattr``, which cannot be allow-listed
+safely). A checkpoint is a file the user names, as it was before torch 2.6: local ones are read with
+``weights_only=False`` again. Remote schemes (http, s3) keep mmengine's own loaders.
 """
-import numpy as np
+import os.path as osp
+
 import torch
-from mmengine.config import ConfigDict
-from mmengine.logging import HistoryBuffer
+from mmengine.runner import CheckpointLoader
+
+
+def _load_local_checkpoint(filename, map_location=None):
+    filename = osp.expanduser(filename)
+    if not osp.isfile(filename):
+        raise FileNotFoundError(f'Checkpoint {filename} does not exist.')
+    return torch.load(filename, map_location=map_location, weights_only=False)
 
 
 def allow_mmengine_checkpoints():
-    safe = [HistoryBuffer, ConfigDict, np.dtype, np.ndarray, np.core.multiarray.scalar,
-            np.core.multiarray._reconstruct, type(np.dtype(np.float64)), type(np.dtype(np.float32)),
-            type(np.dtype(np.int64)), type(np.dtype(np.int32))]
-    torch.serialization.add_safe_globals(safe)
+    CheckpointLoader.register_scheme(prefixes='', loader=_load_local_checkpoint, force=True)

@@ -64,7 +64,7 @@ class CheckFiniteLossHook(Hook):
         loss = (outputs or {}).get('loss')
         if loss is None:
             return
-        value = float(loss)
+        value = float(loss.detach() if hasattr(loss, 'detach') else loss)
         if not math.isfinite(value):
             raise FloatingPointError(
                 f'The loss became {value} at iteration {runner.iter + 1}. Lower the learning rate '

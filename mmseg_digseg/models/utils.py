@@ -32,9 +32,10 @@ def load_diffusers_part(cls, name_or_path: str, subfolder: Optional[str], config
     what = f'{cls.__name__} (subfolder "{subfolder}")' if subfolder else cls.__name__
     if looks_like_local_path(path):
         folder = osp.join(path, subfolder) if subfolder else path
-        if not osp.isfile(osp.join(folder, 'config.json')):
+        config_name = getattr(cls, 'config_name', 'config.json')  # schedulers: scheduler_config.json
+        if not osp.isfile(osp.join(folder, config_name)):
             raise FileNotFoundError(
-                f'Cannot load the {what} from "{name_or_path}": {folder}/config.json does not exist. '
+                f'Cannot load the {what} from "{name_or_path}": {folder}/{config_name} does not exist. '
                 f'Point `{config_key}` at a Stable Diffusion directory in diffusers layout (one with '
                 f'vae/, unet/ and scheduler/ subfolders), e.g. a local copy of '
                 f'stabilityai/stable-diffusion-2-1-base.')

@@ -161,11 +161,11 @@ class DiffusionMaskHead(BaseModule):
         return prediction
 
     def loss_denoising(self, image_latents: Tensor, mask_latents: Tensor, text_tokens: Tensor,
-                       text_pooled: Tensor) -> Dict[str, Tensor]:
+                       text_pooled: Tensor, timestep_range: Optional[tuple] = None) -> Dict[str, Tensor]:
         """The diffusion objective: MSE to the scheduler's own target at a random timestep."""
+        low, high = timestep_range or (0, self.num_train_timesteps)
         noise = torch.randn_like(mask_latents)
-        timesteps = torch.randint(
-            0, self.num_train_timesteps, (mask_latents.shape[0], ), device=mask_latents.device)
+        timesteps = torch.randint(low, high, (mask_latents.shape[0], ), device=mask_latents.device)
         noisy = self.train_scheduler.add_noise(mask_latents, noise, timesteps)
         prediction = self(noisy, image_latents, timesteps, text_tokens, text_pooled)
         target = self.training_target(mask_latents, noise, timesteps)
@@ -181,7 +181,7 @@ class DiffusionMaskHead(BaseModule):
         prediction = self(noisy, image_latents, timesteps, text_tokens, text_pooled)
         return self.predicted_clean(prediction, noisy, timesteps)
 
-    def loss_single_step(self, image_latents: Tensor, mask_latents: Tensor, text_tokens: Tensor,
+    def loss_single_step(self, image_latents: Tensor, mask_latents: Optional[Tensor], text_tokens: Tensor,
                          text_pooled: Tensor, masks: Tensor, valid: Tensor,
                          decode_masks: Callable[[Tensor], Tensor], loss_weights: dict) -> Dict[str, Tensor]:
         """End-to-end single-step objective: BCE + Dice on the mask decoded by the frozen VAE."""
