@@ -1,0 +1,59 @@
+import glob
+import os.path as osp
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mmseg_digseg.apis import init_digseg, segment
+from ..conftest import TINY_CONFIG
+from ..test_tools.test_train_test import run_tool
+
+CLASSES = ('background', 'disc', 'square', 'triangle', 'cross', 'ring')
+
+
+@pytest.fixture(scope='module')
+def checkpoint(tmp_path_factory):
+    """A checkpoint in mmengine's format, with dataset_meta (what tools/train.py writes)."""
+    model = init_digseg(TINY_CONFIG)
+    path = str(tmp_path_factory.mktemp('ckpt') / 'tiny.pth')
+    torch.save(dict(state_dict=model.state_dict(), meta=dict(dataset_meta=dict(classes=CLASSES))), path)
+    return path
+
+
+@pytest.fixture(scope='module')
+def image_path(synth_root):
+    return sorted(glob.glob(osp.join(synth_root, 'img_dir/val/*.png')))[0]
+
+
+def test_prompts_set_the_vocabulary_and_the_label_order(checkpoint, image_path):
+    model = init_digseg(TINY_CONFIG, checkpoint)
+    assert model.class_names == list(CLASSES)  # from the checkpoint's dataset_meta
+    default = segment(model, image_path)
+    assert default.seg_logits.data.shape[0] == 6
+    a = segment(model, image_path, ['ring', 'disc', 'square'])
+    b = segment(model, image_path, ['square', 'ring', 'disc'])
+    assert a.seg_logits.data.shape == (3, 64, 64)
+    torch.testing.assert_close(b.seg_logits.data, a.seg_logits.data[[2, 0, 1]])
+    torch.testing.assert_close(a.seg_logits.data[1], default.seg_logits.data[1])  # 'disc' scores the same
+    assert model.class_names == list(CLASSES)  # the per-call vocabulary does not stick
+
+
+def test_arrays_of_any_depth_and_channel_count(checkpoint):
+    model = init_digseg(TINY_CONFIG, checkpoint)
+    gray16 = (np.random.default_rng(0).random((40, 56)) * 65535).astype(np.uint16)
+    [r1, r2] = segment(model, [gray16, np.zeros((40, 56, 4), np.uint8)], ['disc', 'ring'])
+    assert r1.pred_sem_seg.data.shape == (1, 40, 56) and r2.seg_logits.data.shape == (2, 40, 56)
+
+
+def test_infer_tool_writes_overlay_and_score_maps(checkpoint, image_path, tmp_path):
+    out = run_tool('tools/infer.py', image_path, '--config', TINY_CONFIG, '--checkpoint', checkpoint,
+                   '--prompts', 'disc,ring,background', '--out-dir', str(tmp_path))
+    assert 'Wrote' in out
+    overlay = np.asarray(Image.open(tmp_path / (osp.splitext(osp.basename(image_path))[0] + '_overlay.png')))
+    assert overlay.ndim == 3 and overlay.shape[0] > 64
+    assert len(glob.glob(str(tmp_path / '*_score_*.png'))) == 3
+    out = run_tool('tools/infer.py', image_path, '--config', TINY_CONFIG, '--checkpoint', checkpoint,
+                   '--prompts', ' , ', check=False)
+    assert 'empty' in out and 'Traceback' not in out
