@@ -3,6 +3,7 @@ import argparse
 import os
 import os.path as osp
 
+import torch
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
@@ -27,6 +28,19 @@ def parse_args():
     return args
 
 
+def setup_cpu_distributed(cfg, launcher):
+    """mmengine's init_dist calls torch.cuda.set_device, and its DDP wrapper passes device_ids=[LOCAL_RANK]:
+    both fail without CUDA. There, start the process group with gloo ourselves (the Runner then skips
+    init_dist) and let DDP wrap the CPU model with device_ids=None."""
+    if launcher == 'none' or torch.cuda.is_available():
+        return
+    import torch.distributed as dist
+    if not dist.is_initialized():
+        dist.init_process_group(backend='gloo')
+    cfg.model_wrapper_cfg = dict(cfg.get('model_wrapper_cfg') or dict(type='MMDistributedDataParallel'),
+                                 device_ids=None)
+
+
 def main():
     args = parse_args()
     if not osp.isfile(args.checkpoint):
@@ -34,6 +48,7 @@ def main():
                          f'tools/train.py (its work_dir has a file `last_checkpoint` naming the latest).')
     cfg = Config.fromfile(args.config)
     cfg.launcher = args.launcher
+    setup_cpu_distributed(cfg, args.launcher)
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
     if args.work_dir is not None:
