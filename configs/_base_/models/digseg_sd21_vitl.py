@@ -31,7 +31,9 @@ model = dict(
         # betas and trailing spacing, so that 1-2 DDIM steps start at t=T (Marigold's recipe)
         scheduler_cfg=dict(prediction_type='v_prediction', rescale_betas_zero_snr=True,
                            timestep_spacing='trailing'),
-        gradient_checkpointing=True),  # docs/zoo.md: about halves activation memory at 512 px
+        # U-Net activations ~1.2 -> ~0.2 GiB per (image, class) pair, for ~25% more compute; the shipped
+        # batch then needs ~20 GB per GPU (docs/zoo.md). Turn off on 40 GB+ GPUs for speed.
+        gradient_checkpointing=True),
     class_names=None,  # the dataset's classes
     train_cfg=dict(objective='denoising', num_positive=3, num_negative=1),
     # cheap validation during training; the paper's rows: --cfg-options model.test_cfg.preset=8x2

@@ -41,4 +41,4 @@ model = dict(
             clip_sample=False)),
     class_names=None,  # the dataset's classes
     train_cfg=dict(objective='single_step', num_positive=2, num_negative=1),
-    test_cfg=dict(num_steps=1, ensemble_size=1, class_chunk_size=16))
+    test_cfg=dict(num_steps=1, ensemble_size=1, init_noise='zeros', class_chunk_size=16))

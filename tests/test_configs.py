@@ -1,0 +1,224 @@
+"""Every config under configs/ builds, trains and predicts: real Runner, tiny weights, tiny data.
+
+The paper-scale configs name hub weights (SD 2.1-base, open_clip ViT-L/14 and ViT-B/16) and 512-px
+datasets. Here the weights are swapped for tiny ones of the same classes, the datasets for a few 64-px
+images laid out like the real folders, and the 512-px sizes of the pipelines for 64; everything else
+(model wiring, text templates, scheduler overrides, AmpOptimWrapper with bf16 and gradient accumulation,
+paramwise optimizer, hooks, evaluator) runs as configured: two training iterations, then validation.
+"""
+import glob
+import math
+import os
+import os.path as osp
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config
+from PIL import Image
+
+from .conftest import REPO_ROOT
+
+CONFIGS = sorted(
+    osp.relpath(p, REPO_ROOT) for p in glob.glob(osp.join(REPO_ROOT, 'configs/**/*.py'), recursive=True)
+    if '_base_' not in osp.relpath(p, REPO_ROOT).split(os.sep))
+PAPER_CONFIG = 'configs/digseg/digseg_vitl_ade20k-512.py'
+SIZE_KEYS = ('crop_size', 'size', 'scale', 'scales', 'max_size')  # pipeline / preprocessor sizes
+
+
+def _write(img_path, ann_path, rng, label_values, fill):
+    """A 64x72 image (odd latent widths, as 512x683 gives) with a few labelled rectangles."""
+    os.makedirs(osp.dirname(img_path), exist_ok=True)
+    os.makedirs(osp.dirname(ann_path), exist_ok=True)
+    Image.fromarray(rng.integers(0, 256, (64, 72, 3), dtype=np.uint8)).save(img_path)
+    label = np.full((64, 72), fill, np.uint8)
+    for value in rng.choice(label_values, 3, replace=False):
+        y, x = rng.integers(0, 40, 2)
+        label[y:y + 24, x:x + 28] = value
+    Image.fromarray(label).save(ann_path)
+
+
+@pytest.fixture(scope='session')
+def dataset_roots(tmp_path_factory, synth_root):
+    """Small datasets in the real layouts, keyed by dataset type."""
+    root = tmp_path_factory.mktemp('datasets')
+    rng = np.random.default_rng(0)
+    ade, coco = str(root / 'ADEChallengeData2016'), str(root / 'coco_stuff164k')
+    for split, prefix in (('training', 'ADE_train_'), ('validation', 'ADE_val_')):
+        for i in range(3):  # raw ADE labels: 0 = "other" (ignored after reduce_zero_label), 1..150
+            name = f'{prefix}{i:08d}'
+            _write(f'{ade}/images/{split}/{name}.jpg', f'{ade}/annotations/{split}/{name}.png', rng,
+                   np.arange(1, 151), fill=0)
+    for split in ('train2017', 'val2017'):
+        for i in range(3):  # MMSeg's train ids: 0..170, 255 ignored
+            name = f'{i:012d}'
+            _write(f'{coco}/images/{split}/{name}.jpg', f'{coco}/annotations/{split}/{name}_labelTrainIds.png',
+                   rng, np.arange(171), fill=255)
+    return {'ADE20KDataset': ade, 'COCOStuffDataset': coco, 'SynthShapesDataset': synth_root}
+
+
+def _shrink(obj, factor):
+    """Divide every pipeline / preprocessor size by ``factor`` (512-px crops -> 64 px)."""
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            if key in SIZE_KEYS and value is not None:
+                obj[key] = value // factor if isinstance(value, int) else type(value)(v // factor for v in value)
+            else:
+                _shrink(value, factor)
+    elif isinstance(obj, (list, tuple)):
+        for item in obj:
+            _shrink(item, factor)
+
+
+def tiny_weights(model, tiny_sd_dir):
+    """Swap the pretrained weights for tiny ones of the same classes; keep everything else."""
+    if model.type == 'DiGSeg':
+        for part in (model.backbone, model.decode_head):
+            if 'pretrained' in part:  # an SD directory; the config's scheduler_cfg overrides still apply
+                part.pretrained = tiny_sd_dir
+        templates = model.text_encoder.get('templates', 'single')
+        model.text_encoder = dict(type='OpenCLIPTextEncoder', model_name='DiGSeg-Tiny-CLIP', pretrained=None,
+                                  templates=templates)
+    else:  # MMSeg baselines: no ImageNet weights (no downloads)
+        model.pretrained = None
+        model.backbone.init_cfg = None
+
+
+def tiny_config(path, roots, tiny_sd_dir, work_dir):
+    cfg = Config.fromfile(osp.join(REPO_ROOT, path))
+    tiny_weights(cfg.model, tiny_sd_dir)
+    if tuple(cfg.get('crop_size', ())) == (512, 512):
+        for key in ('train_dataloader', 'val_dataloader', 'test_dataloader', 'tta_pipeline'):
+            _shrink(cfg.get(key), 8)
+        _shrink(cfg.model.data_preprocessor, 8)
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        loader = cfg[key]
+        loader.num_workers, loader.persistent_workers = 0, False
+        loader.dataset.data_root = roots[loader.dataset.type]
+    cfg.train_dataloader.batch_size = 2
+    cfg.val_dataloader.dataset.indices = 1  # one prediction
+    cfg.train_cfg.max_iters = cfg.train_cfg.val_interval = 2
+    cfg.default_hooks.logger.interval = 1
+    if cfg.model.type == 'DiGSeg':
+        cfg.default_hooks.checkpoint.interval = 2
+    else:  # MMSeg's own models: no need to write their (large) checkpoints
+        cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=-1, save_last=False)
+    cfg.work_dir = str(work_dir)
+    cfg.launcher = 'none'
+    return cfg
+
+
+def test_every_config_is_covered():
+    names = {osp.basename(p) for p in CONFIGS}
+    for clip in ('vitl', 'vitb'):
+        for data in ('ade20k', 'coco-stuff164k'):
+            assert f'digseg_{clip}_{data}-512.py' in names
+    assert {'segformer_mit-b0_ade20k-512.py', 'mask2former_r50_coco-stuff164k-512.py',
+            'segformer_mit-b0_synth-shapes-64.py', 'digseg_tiny_synth-shapes-64.py'} <= names
+
+
+@pytest.mark.parametrize('path', CONFIGS)
+def test_config_trains_and_predicts(path, dataset_roots, tiny_sd_dir, tmp_path, monkeypatch):
+    from mmengine.runner import Runner
+    cfg = tiny_config(path, dataset_roots, tiny_sd_dir, tmp_path)
+    amp = cfg.optim_wrapper.type == 'AmpOptimWrapper'
+    if amp:  # AmpOptimWrapper refuses CPU-only machines; on CPU it autocasts to bf16 (the configs' dtype)
+        import mmengine.optim.optimizer.amp_optimizer_wrapper as amp_module
+        monkeypatch.setattr(amp_module, 'is_cuda_available', lambda: True)
+        assert cfg.optim_wrapper.dtype == 'bfloat16'
+    runner = Runner.from_cfg(cfg)
+    model = runner.model
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    dtypes = []
+    if cfg.model.type == 'DiGSeg':
+        model.decode_head.unet.register_forward_hook(
+            lambda mod, args, out: dtypes.append((mod.training, out.sample.dtype)))
+
+    runner.train()
+
+    assert runner.iter == 2
+    assert math.isfinite(runner.message_hub.get_scalar('train/loss').current())
+    miou = runner.message_hub.get_scalar('val/mIoU').current()  # validation ran: a prediction was scored
+    assert 0 <= miou <= 100
+    if cfg.model.type != 'DiGSeg':
+        return
+    dataset = runner.val_dataloader.dataset
+    assert model.class_names == list(dataset.metainfo['classes'])  # the vocabulary is the dataset's
+    assert osp.isfile(osp.join(tmp_path, 'iter_2.pth'))
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith('decode_head.') for n in trainable)
+    changed = {n for n, p in model.named_parameters() if not torch.equal(p.detach(), before[n])}
+    assert changed and changed <= trainable  # the U-Net trained, the VAE and the text tower did not
+    optimizer = runner.optim_wrapper.optimizer
+    by_id = {id(p): n for n, p in model.named_parameters()}
+    in_optimizer = {by_id[id(p)] for group in optimizer.param_groups for p in group['params']}
+    assert {by_id[id(p)] for p in optimizer.state} <= trainable
+    if cfg.optim_wrapper.get('paramwise_cfg'):  # the frozen parts are not in the optimizer at all
+        assert in_optimizer == trainable
+    train_dtypes = {dtype for training, dtype in dtypes if training}
+    assert train_dtypes == ({torch.bfloat16} if amp else {torch.float32})
+    assert {dtype for training, dtype in dtypes if not training} == {torch.float32}
+
+
+@pytest.mark.parametrize('preset', ['1x1', '1x2', '4x2', '8x2', '20x50'])
+def test_inference_preset_is_one_cfg_option(preset, tiny_sd_dir):
+    """``--cfg-options model.test_cfg.preset=ExS`` gives E ensemble members and S DDIM steps."""
+    from mmseg.registry import MODELS
+    cfg = Config.fromfile(osp.join(REPO_ROOT, PAPER_CONFIG))
+    cfg.merge_from_dict({'model.test_cfg.preset': preset})
+    tiny_weights(cfg.model, tiny_sd_dir)
+    model = MODELS.build(cfg.model)
+    model.class_names = ['cat', 'dog']
+    calls = []
+    model.decode_head.unet.register_forward_hook(lambda mod, args, out: calls.append(args[0].shape[0]))
+    pred = model.predict(torch.zeros(1, 3, 32, 40))[0].pred_sem_seg.data
+    members, steps = map(int, preset.split('x'))
+    assert calls == [2 * members] * steps  # both classes in one chunk, every member, every step
+    assert pred.shape == (1, 32, 40)
+    spacing = model.decode_head.inference_scheduler(model.test_cfg['timestep_spacing']).config.timestep_spacing
+    assert spacing == ('leading' if preset == '20x50' else 'trailing')
+
+
+def test_local_weights_from_environment(monkeypatch):
+    """DIGSEG_SD_DIR / DIGSEG_CLIP_* point the paper configs at local copies without editing them."""
+    monkeypatch.setenv('DIGSEG_SD_DIR', '/weights/sd21')
+    monkeypatch.setenv('DIGSEG_CLIP_B16', '/weights/b16.bin')
+    cfg = Config.fromfile(osp.join(REPO_ROOT, 'configs/digseg/digseg_vitb_coco-stuff164k-512.py'))
+    assert cfg.model.backbone.pretrained == cfg.model.decode_head.pretrained == '/weights/sd21'
+    assert (cfg.model.text_encoder.model_name, cfg.model.text_encoder.pretrained) == ('ViT-B-16', '/weights/b16.bin')
+    monkeypatch.delenv('DIGSEG_SD_DIR')
+    cfg = Config.fromfile(osp.join(REPO_ROOT, PAPER_CONFIG))
+    assert cfg.model.backbone.pretrained == 'stabilityai/stable-diffusion-2-1-base'
+    assert (cfg.model.text_encoder.model_name, cfg.model.text_encoder.pretrained) == ('ViT-L-14', 'openai')
+
+
+OFFLINE_SCRIPT = """
+import sys
+from mmengine.config import Config
+from mmseg.registry import MODELS
+from mmseg.utils import register_all_modules
+import mmseg_digseg
+register_all_modules()
+cfg = Config.fromfile(sys.argv[1])
+if len(sys.argv) > 2:  # SD weights present, text tower missing
+    cfg.model.backbone.pretrained = cfg.model.decode_head.pretrained = sys.argv[2]
+try:
+    MODELS.build(cfg.model)
+except FileNotFoundError as err:
+    print('ERROR:', err)
+"""
+
+
+@pytest.mark.parametrize('sd_present', [False, True])
+def test_missing_weights_fail_fast_offline(sd_present, tiny_sd_dir, tmp_path):
+    """No hub weights and HF_HUB_OFFLINE=1: a clear error naming the config key, within seconds."""
+    env = dict(os.environ, HF_HUB_OFFLINE='1', HF_HOME=str(tmp_path / 'hf'), OMP_NUM_THREADS='1')
+    args = [sys.executable, '-c', OFFLINE_SCRIPT, PAPER_CONFIG] + ([tiny_sd_dir] if sd_present else [])
+    start = time.time()
+    out = subprocess.run(args, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120).stdout
+    assert time.time() - start < 60
+    key = 'model.text_encoder.pretrained' if sd_present else 'model.backbone.pretrained'
+    assert 'ERROR:' in out and key in out, out[-2000:]
