@@ -152,6 +152,11 @@ def parse_args():
     p.add_argument('--batch-size', type=int, default=8, help='images per step (plus as many masks)')
     p.add_argument('--lr', type=float, default=2e-3)
     p.add_argument('--kl-weight', type=float, default=1e-6)
+    p.add_argument('--image-weight', type=float, default=1.0)
+    p.add_argument('--mask-weight', type=float, default=2.0)
+    p.add_argument('--latent-channels', type=int, default=VAE_CONFIG['latent_channels'])
+    p.add_argument('--widths', type=int, nargs=3, default=VAE_CONFIG['block_out_channels'])
+    p.add_argument('--norm-groups', type=int, default=VAE_CONFIG['norm_num_groups'])
     p.add_argument('--seed', type=int, default=0)
     # One thread: on a shared 2-core machine, two OpenMP threads slow down several-fold as soon
     # as anything else runs; one thread is also the reproducible setting.
@@ -168,11 +173,12 @@ def main():
     torch.manual_seed(args.seed)
     rng = np.random.default_rng([args.seed, _TRAIN_STREAM])
 
-    vae = AutoencoderKL(**VAE_CONFIG)
+    vae = AutoencoderKL(**dict(VAE_CONFIG, latent_channels=args.latent_channels,
+                               block_out_channels=tuple(args.widths), norm_num_groups=args.norm_groups))
     # Start with a small posterior std (logvar ~ -8): the sampled latents are then close to the
     # mode from the first step, instead of drowning the young encoder in unit-variance noise.
     with torch.no_grad():
-        vae.quant_conv.bias[VAE_CONFIG['latent_channels']:] -= 8.0
+        vae.quant_conv.bias[args.latent_channels:] -= 8.0
     vae.train()
     opt = torch.optim.Adam(vae.parameters(), lr=args.lr)
     warmup = max(1, args.iters // 20)
@@ -197,7 +203,7 @@ def main():
         loss_img = F.l1_loss(rec[:n], imgs)
         loss_mask = F.l1_loss(rec[n:], masks)
         loss_kl = post.kl().mean()
-        loss = loss_img + 2.0 * loss_mask + args.kl_weight * loss_kl  # masks are what must be exact
+        loss = args.image_weight * loss_img + args.mask_weight * loss_mask + args.kl_weight * loss_kl
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -1,10 +1,12 @@
 """The hooks inside a real mmengine Runner on the embedded default."""
+import copy
+
 import pytest
 from mmengine.runner import Runner
 
 
 def make_runner(cfg, tmp_path, name, **model_overrides):
-    cfg = cfg.copy()
+    cfg = copy.deepcopy(cfg)
     cfg.work_dir = str(tmp_path / name)
     cfg.experiment_name = name
     cfg.train_cfg.max_iters = 2

@@ -1,4 +1,6 @@
 """Weights load by path through a config, by the code path real Stable Diffusion / CLIP weights take."""
+import copy
+
 import torch
 from diffusers import UNet2DConditionModel
 
@@ -7,7 +9,7 @@ from ..test_models.test_digseg import make_batch
 
 
 def test_sd_directory_and_open_clip_checkpoint_through_a_config(tiny_cfg, tiny_sd_dir, tiny_clip_ckpt):
-    cfg = tiny_cfg.model.copy()
+    cfg = copy.deepcopy(tiny_cfg.model)
     cfg.backbone.pretrained = tiny_sd_dir
     cfg.text_encoder.pretrained = tiny_clip_ckpt
     cfg.decode_head = dict(type='DiffusionMaskHead', pretrained=tiny_sd_dir,

@@ -40,5 +40,6 @@ model = dict(
             timestep_spacing='trailing',
             clip_sample=False)),
     class_names=None,  # the dataset's classes
+    # single_step learned faster than denoising at the same wall time here (README: 27.5 vs 23.0 mIoU)
     train_cfg=dict(objective='single_step', num_positive=2, num_negative=1),
     test_cfg=dict(num_steps=1, ensemble_size=1, init_noise='zeros', class_chunk_size=16))
