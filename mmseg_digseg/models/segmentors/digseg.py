@@ -88,7 +88,9 @@ class DiGSeg(BaseSegmentor):
                  train_cfg: OptConfigType = None,
                  test_cfg: OptConfigType = None,
                  data_preprocessor: OptConfigType = None,
+                 pretrained: Optional[str] = None,
                  init_cfg: OptMultiConfig = None):
+        # `pretrained` is accepted because mmseg.apis.init_model sets it; each part loads its own weights
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.backbone = MODELS.build(backbone)
         self.text_encoder = MODELS.build(text_encoder)
