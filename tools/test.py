@@ -3,11 +3,11 @@ import argparse
 import os
 import os.path as osp
 
-import torch
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 import mmseg_digseg  # noqa: F401  (registers DiGSeg's modules)
+from mmseg_digseg.engine import setup_cpu_distributed
 
 
 def parse_args():
@@ -26,19 +26,6 @@ def parse_args():
     args = parser.parse_args()
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     return args
-
-
-def setup_cpu_distributed(cfg, launcher):
-    """mmengine's init_dist calls torch.cuda.set_device, and its DDP wrapper passes device_ids=[LOCAL_RANK]:
-    both fail without CUDA. There, start the process group with gloo ourselves (the Runner then skips
-    init_dist) and let DDP wrap the CPU model with device_ids=None."""
-    if launcher == 'none' or torch.cuda.is_available():
-        return
-    import torch.distributed as dist
-    if not dist.is_initialized():
-        dist.init_process_group(backend='gloo')
-    cfg.model_wrapper_cfg = dict(cfg.get('model_wrapper_cfg') or dict(type='MMDistributedDataParallel'),
-                                 device_ids=None)
 
 
 def main():

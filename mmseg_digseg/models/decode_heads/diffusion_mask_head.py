@@ -188,7 +188,10 @@ class DiffusionMaskHead(BaseModule):
         clean = self.single_step(image_latents, text_tokens, text_pooled)
         probs = ((decode_masks(clean) + 1) / 2).clamp(1e-4, 1 - 1e-4)
         target, valid = masks.float(), valid.float()
-        bce = F.binary_cross_entropy(probs, target, weight=valid, reduction='sum') / valid.sum().clamp(min=1)
+        # written out rather than F.binary_cross_entropy, which raises on NaN: a NaN must reach the
+        # loss so that CheckFiniteLossHook can stop training with the iteration number
+        bce = -(target * probs.log() + (1 - target) * (1 - probs).log())
+        bce = (bce * valid).sum() / valid.sum().clamp(min=1)
         losses = dict(loss_bce=loss_weights.get('bce', 1.0) * bce,
                       loss_dice=loss_weights.get('dice', 1.0) * dice_loss(probs, target, valid))
         if loss_weights.get('latent', 0):
