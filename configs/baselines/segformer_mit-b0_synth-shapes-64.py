@@ -1,5 +1,5 @@
 # SegFormer MiT-b0 from scratch on the embedded SynthShapes, side by side with DiGSeg-tiny: the same dataset
-# config, runtime and 400-iteration schedule (AdamW, warm-up + cosine) as
+# config, runtime and 800-iteration schedule (AdamW, warm-up + cosine) as
 # configs/digseg/digseg_tiny_synth-shapes-64.py. No pretrained weights (no downloads).
 #   python tools/train.py configs/baselines/segformer_mit-b0_synth-shapes-64.py
 _base_ = [
