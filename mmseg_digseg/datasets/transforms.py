@@ -1,6 +1,6 @@
 """Image loading that accepts what users have: grayscale, RGBA and 16-bit images become 8-bit colour."""
 import numpy as np
-from mmcv.transforms import BaseTransform, LoadImageFromFile
+from mmcv.transforms import LoadImageFromFile
 from mmengine.logging import print_log
 
 from mmseg.registry import TRANSFORMS

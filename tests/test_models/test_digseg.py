@@ -102,3 +102,20 @@ def test_vocabulary_errors(tiny_model):
         tiny_model.class_names
     tiny_model.dataset_meta = dict(classes=('a', 'b'))
     assert tiny_model.class_names == ['a', 'b'] and tiny_model.out_channels == 2
+
+
+def test_single_step_objective_learns_a_batch(tiny_model):
+    """A few optimiser steps on one batch: the U-Net really learns the masks through the frozen VAE."""
+    torch.manual_seed(0)
+    tiny_model.train()
+    tiny_model.train_cfg.update(objective='single_step', num_positive=6, num_negative=0)
+    inputs, samples = make_batch(2)
+    optimizer = torch.optim.AdamW([p for p in tiny_model.parameters() if p.requires_grad], lr=2e-3)
+    losses = []
+    for _ in range(30):
+        loss = sum(tiny_model.loss(inputs, samples).values())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert sum(losses[-3:]) / 3 < 0.5 * losses[0], losses

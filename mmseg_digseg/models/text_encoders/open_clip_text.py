@@ -5,7 +5,6 @@ from typing import Dict, Optional, Sequence, Tuple, Union
 import open_clip
 import torch
 import torch.nn.functional as F
-from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from torch import Tensor
 
