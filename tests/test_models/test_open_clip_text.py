@@ -58,3 +58,20 @@ def test_bad_inputs_have_clear_errors(tmp_path):
         make_encoder(model_name='ViT-Nope')
     with pytest.raises(ValueError, match='template'):
         make_encoder(templates=['no placeholder'])
+
+
+def test_disk_cache_spares_the_text_tower_on_the_next_run(tmp_path):
+    cache_dir = tmp_path / 'missing' / 'text_cache'  # created on first use
+    first = make_encoder(cache_dir=str(cache_dir))
+    pooled, tokens = first(['disc', 'ring'])
+    assert len(list(cache_dir.glob('*.pt'))) == 1
+    second = make_encoder(cache_dir=str(cache_dir))
+    before = second.num_encoded
+    again = second(['disc', 'ring'])
+    assert second.num_encoded == before  # read from disk, not encoded
+    torch.testing.assert_close(again[0], pooled)
+    torch.testing.assert_close(again[1], tokens)
+    # another vocabulary or other templates are other entries
+    second(['ring', 'disc'])
+    make_encoder(cache_dir=str(cache_dir), templates='vild')(['disc', 'ring'])
+    assert len(list(cache_dir.glob('*.pt'))) == 3

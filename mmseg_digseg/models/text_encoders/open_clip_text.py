@@ -1,4 +1,6 @@
 """Frozen open_clip text tower: class names -> prompt embeddings, cached per vocabulary."""
+import hashlib
+import os
 import os.path as osp
 from typing import Dict, Optional, Sequence, Tuple, Union
 
@@ -44,6 +46,8 @@ class OpenCLIPTextEncoder(BaseModule):
         pretrained (str, optional): open_clip pretrained tag (``'openai'``), a local checkpoint file, or
             None for a randomly initialised tower (seeded, so every build gives the same weights).
         templates (str | sequence[str]): a name in ``TEMPLATES`` or templates with one ``{}``.
+        cache_dir (str, optional): also keep the embeddings on disk, keyed by text model, weights,
+            templates and vocabulary, so that later runs do not run the text tower for it again.
     """
 
     def __init__(self,
@@ -51,8 +55,11 @@ class OpenCLIPTextEncoder(BaseModule):
                  pretrained: Optional[str] = 'openai',
                  templates: Union[str, Sequence[str]] = 'single',
                  seed: int = 0,
+                 cache_dir: Optional[str] = None,
                  init_cfg=None):
         super().__init__(init_cfg)
+        self.cache_dir = cache_dir
+        self._model_key = (model_name, str(pretrained), seed)
         self.templates = tuple(TEMPLATES[templates] if isinstance(templates, str) else templates)
         if not self.templates or any('{}' not in t for t in self.templates):
             raise ValueError(f'Every prompt template needs one "{{}}" for the class name; got {self.templates}.')
@@ -116,13 +123,30 @@ class OpenCLIPTextEncoder(BaseModule):
         self.num_encoded += len(class_names)
         return torch.stack(pooled), torch.stack(tokens)
 
+    def _disk_path(self, names: Tuple[str, ...]) -> str:
+        digest = hashlib.sha1(repr((self._model_key, self.templates, names)).encode()).hexdigest()[:16]
+        return osp.join(self.cache_dir, f'text_embeddings_{digest}.pt')
+
+    def _encode_cached_on_disk(self, names: Tuple[str, ...]) -> Tuple[Tensor, Tensor]:
+        if self.cache_dir is None:
+            return self._encode_names(names)
+        path = self._disk_path(names)
+        if osp.isfile(path):
+            saved = torch.load(path, map_location=self.device)
+            return saved['pooled'], saved['tokens']
+        pooled, tokens = self._encode_names(names)
+        os.makedirs(self.cache_dir, exist_ok=True)
+        torch.save(dict(pooled=pooled.cpu(), tokens=tokens.cpu(), names=list(names),
+                        templates=list(self.templates), model=list(self._model_key)), path)
+        return pooled, tokens
+
     def forward(self, class_names: Sequence[str]) -> Tuple[Tensor, Tensor]:
         """Class names -> (pooled (C, D), tokens (C, L, D_tok)); cached per vocabulary."""
         key = tuple(class_names)
         if not key:
             raise ValueError('The vocabulary is empty: give at least one class name or prompt.')
         if key not in self._cache:
-            self._cache[key] = self._encode_names(key)
+            self._cache[key] = self._encode_cached_on_disk(key)
         pooled, tokens = self._cache[key]
         if pooled.device != self.device:  # the model moved (e.g. to the GPU) after caching
             pooled, tokens = pooled.to(self.device), tokens.to(self.device)
