@@ -34,6 +34,15 @@ def test_templates_and_synonyms_are_averaged():
     torch.testing.assert_close(pooled[0], expected, atol=1e-5, rtol=1e-5)
 
 
+def test_imagenet_templates_are_open_clips_80():
+    from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
+    encoder = make_encoder(templates='imagenet80')
+    assert len(encoder.templates) == 80
+    prompts = [t('ring') for t in OPENAI_IMAGENET_TEMPLATES]
+    expected = F.normalize(encoder.clip.encode_text(encoder.tokenizer(prompts), normalize=True).mean(0), dim=-1)
+    torch.testing.assert_close(encoder(['ring'])[0][0], expected, atol=1e-5, rtol=1e-5)
+
+
 def test_random_init_is_seeded():
     a, b = make_encoder(), make_encoder()
     torch.testing.assert_close(a(['ring'])[0], b(['ring'])[0])
@@ -58,6 +67,8 @@ def test_bad_inputs_have_clear_errors(tmp_path):
         make_encoder(model_name='ViT-Nope')
     with pytest.raises(ValueError, match='template'):
         make_encoder(templates=['no placeholder'])
+    with pytest.raises(ValueError, match="Unknown template set 'imagenet'"):
+        make_encoder(templates='imagenet')
 
 
 def test_disk_cache_spares_the_text_tower_on_the_next_run(tmp_path):

@@ -6,6 +6,7 @@ from typing import Dict, Optional, Sequence, Tuple, Union
 
 import open_clip
 import torch
+from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
 import torch.nn.functional as F
 from mmengine.model import BaseModule
 from torch import Tensor
@@ -26,6 +27,8 @@ TEMPLATES = {
         'This is a photo of a medium {}.', 'This is a photo of a large {}.',
         'There is a small {} in the scene.', 'There is a medium {} in the scene.',
         'There is a large {} in the scene.'),
+    # CLIP's 80 ImageNet templates, as open_clip ships them (functions of the class name)
+    'imagenet80': tuple(template('{}') for template in OPENAI_IMAGENET_TEMPLATES),
 }
 
 
@@ -45,7 +48,8 @@ class OpenCLIPTextEncoder(BaseModule):
             ``'DiGSeg-Tiny-CLIP'``.
         pretrained (str, optional): open_clip pretrained tag (``'openai'``), a local checkpoint file, or
             None for a randomly initialised tower (seeded, so every build gives the same weights).
-        templates (str | sequence[str]): a name in ``TEMPLATES`` or templates with one ``{}``.
+        templates (str | sequence[str]): a name in ``TEMPLATES`` (``'single'``, ``'vild'`` (14),
+            ``'imagenet80'``) or templates with one ``{}``.
         cache_dir (str, optional): also keep the embeddings on disk, keyed by text model, weights,
             templates and vocabulary, so that later runs do not run the text tower for it again.
     """
@@ -60,6 +64,9 @@ class OpenCLIPTextEncoder(BaseModule):
         super().__init__(init_cfg)
         self.cache_dir = cache_dir
         self._model_key = (model_name, str(pretrained), seed)
+        if isinstance(templates, str) and templates not in TEMPLATES:
+            raise ValueError(f'Unknown template set {templates!r}; choose one of {list(TEMPLATES)} or give '
+                             'a list of templates with one "{}" each.')
         self.templates = tuple(TEMPLATES[templates] if isinstance(templates, str) else templates)
         if not self.templates or any('{}' not in t for t in self.templates):
             raise ValueError(f'Every prompt template needs one "{{}}" for the class name; got {self.templates}.')
