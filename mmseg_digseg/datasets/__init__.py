@@ -1,5 +1,9 @@
 from .synth_shapes import CLASSES as SYNTH_SHAPES_CLASSES
 from .synth_shapes import SynthShapesDataset, generate_synth_shapes
-from .transforms import LoadImageAsBGR8, to_bgr8
+from .transforms import LoadImageAsBGR8, LoadWideAnnotations, to_bgr8
+from .vocabularies import load_vocabulary
 
-__all__ = ['SynthShapesDataset', 'generate_synth_shapes', 'SYNTH_SHAPES_CLASSES', 'LoadImageAsBGR8', 'to_bgr8']
+__all__ = [
+    'SynthShapesDataset', 'generate_synth_shapes', 'SYNTH_SHAPES_CLASSES', 'LoadImageAsBGR8', 'LoadWideAnnotations',
+    'to_bgr8', 'load_vocabulary'
+]

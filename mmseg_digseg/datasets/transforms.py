@@ -1,8 +1,11 @@
-"""Image loading that accepts what users have: grayscale, RGBA and 16-bit images become 8-bit colour."""
+"""Loading what users have: grayscale, RGBA and 16-bit images become 8-bit colour; label ids above 255 survive."""
+import mmcv
 import numpy as np
 from mmcv.transforms import LoadImageFromFile
+from mmengine import fileio
 from mmengine.logging import print_log
 
+from mmseg.datasets.transforms import LoadAnnotations
 from mmseg.registry import TRANSFORMS
 
 
@@ -60,3 +63,38 @@ class LoadImageAsBGR8(LoadImageFromFile):
         results['img_shape'] = img.shape[:2]
         results['ori_shape'] = img.shape[:2]
         return results
+
+
+@TRANSFORMS.register_module()
+class LoadWideAnnotations(LoadAnnotations):
+    """``LoadAnnotations`` that keeps label ids above 255 (16-bit label files).
+
+    MMSeg's loader casts labels to uint8, which folds ADE20K-full's 847 and PASCAL-Context's 459
+    classes onto 256 values. Here labels stay int64: 8-bit files keep 255 as "ignore", 16-bit ones
+    (ADE20K-full, PASCAL-Context-459) use 65535. With ``reduce_zero_label``, 0 becomes ``ignore_index``
+    (255 for MMSeg's 8-bit datasets) and the other ids move down by one, as MMSeg does.
+    """
+
+    def __init__(self, ignore_index: int = 65535, **kwargs):
+        super().__init__(**kwargs)
+        self.ignore_index = ignore_index
+
+    def _load_seg_map(self, results: dict) -> None:
+        img_bytes = fileio.get(results['seg_map_path'], backend_args=self.backend_args)
+        label = mmcv.imfrombytes(img_bytes, flag='unchanged', backend=self.imdecode_backend)
+        if label.ndim != 2:
+            raise ValueError(f'Label file {results["seg_map_path"]} has shape {label.shape}; expected a '
+                             'single-channel (H, W) image of class ids.')
+        label = label.astype(np.int64)
+        if self.reduce_zero_label is None:
+            self.reduce_zero_label = results['reduce_zero_label']
+        if self.reduce_zero_label:  # 0 ("other") becomes ignored; ignored pixels stay ignored
+            label = np.where((label == 0) | (label == self.ignore_index), self.ignore_index, label - 1)
+        label_map = results.get('label_map')
+        if label_map:  # a class subset of the dataset: look the ids up all at once
+            lookup = np.arange(max(label.max(), max(label_map)) + 1)
+            for old_id, new_id in label_map.items():
+                lookup[old_id] = new_id
+            label = lookup[label]
+        results['gt_seg_map'] = label
+        results['seg_fields'].append('gt_seg_map')

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mmseg_digseg.datasets import LoadImageAsBGR8
+from mmseg_digseg.datasets import LoadImageAsBGR8, LoadWideAnnotations
 
 
 def write(tmp_path, name, array, mode=None):
@@ -37,3 +37,27 @@ def test_in_memory_arrays_and_bad_shapes():
     assert out['img'].shape == (8, 8, 3) and out['img'].dtype == np.uint8
     with pytest.raises(ValueError, match='1, 3 or 4 channels'):
         LoadImageAsBGR8()(dict(img=np.zeros((8, 8, 2), np.uint8), img_path=None))
+
+
+@pytest.mark.parametrize('suffix', ['.png', '.tif'])
+def test_wide_annotations_keep_ids_above_255(tmp_path, suffix):
+    import cv2
+    from mmseg.datasets.transforms import LoadAnnotations
+    label = np.array([[0, 300, 846], [255, 65535, 7]], np.uint16)
+    path = str(tmp_path / f'label{suffix}')
+    cv2.imwrite(path, label)
+
+    def load(transform, **results):
+        return transform(dict(seg_map_path=path, seg_fields=[], reduce_zero_label=False, **results))['gt_seg_map']
+
+    out = load(LoadWideAnnotations())
+    assert out.dtype == np.int64
+    np.testing.assert_array_equal(out, label)
+    assert load(LoadAnnotations()).max() <= 255  # MMSeg's loader folds them (the reason for this one)
+    # reduce_zero_label: 0 -> ignore, ignore stays ignore, the rest move down by one
+    reduced = LoadWideAnnotations(reduce_zero_label=True)(
+        dict(seg_map_path=path, seg_fields=[], reduce_zero_label=True))['gt_seg_map']
+    np.testing.assert_array_equal(reduced, [[65535, 299, 845], [254, 65535, 6]])
+    # a class subset of the dataset (label_map): unknown classes -> 255 as in MMSeg
+    np.testing.assert_array_equal(load(LoadWideAnnotations(), label_map={300: 0, 846: 255}),
+                                  [[0, 0, 255], [255, 65535, 7]])
