@@ -4,6 +4,7 @@ from mmengine.structures import PixelData
 
 from mmseg.structures import SegDataSample
 from mmseg_digseg.models.segmentors import scores_to_logits
+from mmseg_digseg.models.segmentors.digseg import PRUNED_LOGIT
 
 
 def test_scores_to_logits_keeps_argmax_and_inverts_sigmoid(tiny_model):
@@ -51,6 +52,69 @@ def test_predict_pads_odd_sizes_and_crops_back(tiny_model):
     assert result.seg_logits.data.shape == (6, 50, 61)
     assert result.pred_sem_seg.data.shape == (1, 50, 61)
     assert result.pred_sem_seg.data.max() < 6
+
+
+def count_unet_batches(model):
+    calls = []
+    model.decode_head.unet.register_forward_hook(lambda mod, args, out: calls.append(tuple(args[0].shape)))
+    return calls
+
+
+def test_topk_pruning_keeps_the_best_prescored_classes(tiny_model):
+    tiny_model.eval()
+    tiny_model.test_cfg.update(init_noise='gaussian', class_chunk_size=4, prescore_scale=1.0)
+    names = list(tiny_model.class_names)
+    image = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    full = tiny_model.encode_decode(image, [])
+    # K >= the vocabulary size: no pre-score, the same predictions
+    for k in (len(names), 10):
+        tiny_model.test_cfg['topk_classes'] = k
+        torch.testing.assert_close(tiny_model.encode_decode(image, []), full)
+    # K = 2: the pre-score of a one-step, one-member pass at full scale is the mean score of the
+    # unpruned 1x1 prediction, so the kept classes are its top 2 per image
+    tiny_model.test_cfg['topk_classes'] = 2
+    pruned = tiny_model.encode_decode(image, [])
+    for b in range(2):
+        expected = full[b].sigmoid().flatten(1).mean(1).topk(2).indices.sort().values
+        kept = (pruned[b] != PRUNED_LOGIT).flatten(1).all(1).nonzero()[:, 0]
+        assert kept.tolist() == expected.tolist()
+        torch.testing.assert_close(pruned[b, kept], full[b, kept], atol=1e-4, rtol=1e-4)
+        assert (pruned[b].flatten(1).amax(1) == PRUNED_LOGIT).sum() == len(names) - 2
+        assert set(pruned[b].argmax(0).unique().tolist()) <= set(kept.tolist())
+
+
+def test_prescore_is_one_cheap_pass_then_only_kept_classes_are_denoised(tiny_model):
+    tiny_model.eval()
+    tiny_model.test_cfg.update(topk_classes=2, preset=None, ensemble_size=2, num_steps=2, class_chunk_size=4)
+    calls = count_unet_batches(tiny_model)
+    tiny_model.encode_decode(torch.zeros(1, 3, 64, 64), [])
+    # pre-score: 6 classes in chunks of 4, one member, one step, latents 16 -> 8 (prescore_scale 0.5);
+    # then 2 classes x 2 members, 2 steps, at full latent size
+    assert calls == [(4, 8, 8, 8), (2, 8, 8, 8), (4, 8, 16, 16), (4, 8, 16, 16)]
+
+
+@pytest.mark.parametrize('topk', [None, 3])
+def test_labels_only_prediction_matches_the_full_logits(tiny_model, topk):
+    """return_logits=False builds the label map chunk by chunk; it must equal MMSeg's postprocessing of
+    the full logits, through the test-time padding, a flip and the resize to the original size."""
+    tiny_model.eval()
+    tiny_model.test_cfg.update(init_noise='gaussian', class_chunk_size=4, topk_classes=topk)
+    image = torch.rand(1, 3, 50, 61, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    meta = dict(ori_shape=(67, 83), img_shape=(47, 58), pad_shape=(50, 61), padding_size=[0, 3, 0, 3],
+                flip=True, flip_direction='horizontal')
+    [full] = tiny_model.predict(image, [SegDataSample(metainfo=meta)])
+    tiny_model.test_cfg['return_logits'] = False
+    [labels_only] = tiny_model.predict(image, [SegDataSample(metainfo=meta)])
+    assert 'seg_logits' not in labels_only
+    assert labels_only.pred_sem_seg.data.shape == full.pred_sem_seg.data.shape == (1, 67, 83)
+    assert torch.equal(labels_only.pred_sem_seg.data, full.pred_sem_seg.data)
+    assert len(full.pred_sem_seg.data.unique()) > 1  # a non-trivial map was compared
+
+
+def test_bad_topk_is_refused(tiny_cfg):
+    from mmseg.registry import MODELS
+    with pytest.raises(ValueError, match='topk_classes must be a positive int'):
+        MODELS.build(dict(tiny_cfg.model, test_cfg=dict(topk_classes=0)))
 
 
 def make_batch(num_images=2, size=64):

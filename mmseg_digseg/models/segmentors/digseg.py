@@ -1,13 +1,15 @@
 """DiGSeg: a latent diffusion model as a text-conditioned, per-class mask generator."""
 from contextlib import contextmanager
-from typing import List, Optional, Sequence, Tuple
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from mmengine.logging import print_log
+from mmengine.structures import PixelData
 from torch import Tensor
 
 from mmseg.models.segmentors import BaseSegmentor
+from mmseg.models.utils import resize
 from mmseg.registry import MODELS
 from mmseg.utils import ConfigType, OptConfigType, OptMultiConfig, OptSampleList, SampleList
 
@@ -27,6 +29,10 @@ DEFAULT_TEST_CFG = dict(
     timestep_spacing=None,  # None: the scheduler's ('trailing' in our configs)
     init_noise='gaussian',  # start latent: 'gaussian', or 'zeros' for single_step-trained models
     class_chunk_size=16,  # classes per U-Net batch (times ensemble_size)
+    topk_classes=None,  # K: denoise only the K classes with the best cheap pre-score (large vocabularies)
+    prescore_scale=0.5,  # latent scale of the one-step pre-score
+    return_logits=True,  # False: label maps only, built chunk by chunk, so memory does not grow with
+    # the vocabulary (ADE-847); TTA averages logits and needs True
     seed=0)  # start noise is seeded per image: predictions are reproducible and order-independent
 
 
@@ -38,6 +44,11 @@ INFERENCE_PRESETS = {
     '8x2': dict(ensemble_size=8, num_steps=2),
     '20x50': dict(ensemble_size=20, num_steps=50, timestep_spacing='leading'),
 }
+
+
+# Logit of a class that top-K pruning skipped: below every computed logit (scores are clamped to
+# [1e-4, 1 - 1e-4], so computed logits are >= -9.2), finite so that resizing and softmax stay defined.
+PRUNED_LOGIT = -20.0
 
 
 def scores_to_logits(scores: Tensor, eps: float = 1e-4) -> Tensor:
@@ -112,6 +123,9 @@ class DiGSeg(BaseSegmentor):
                              f"got {self.train_cfg['objective']!r}.")
         if self.test_cfg['init_noise'] not in ('gaussian', 'zeros'):
             raise ValueError(f"test_cfg.init_noise must be 'gaussian' or 'zeros', got {self.test_cfg['init_noise']!r}.")
+        topk = self.test_cfg['topk_classes']
+        if topk is not None and (not isinstance(topk, int) or topk < 1):
+            raise ValueError(f'test_cfg.topk_classes must be a positive int (or None: no pruning), got {topk!r}.')
         if self.test_cfg['num_steps'] > 10:
             print_log(f"test_cfg.num_steps={self.test_cfg['num_steps']}: with trailing spacing, more than "
                       'a few steps rarely helps and costs a U-Net pass per class each.', 'current', 30)
@@ -203,50 +217,124 @@ class DiGSeg(BaseSegmentor):
                                                  cfg['loss_weights'])
 
     # ---- inference ------------------------------------------------------------------------------
-    @torch.no_grad()
-    def score_classes(self, image_latents: Tensor, class_names: Sequence[str]) -> Tensor:
-        """Image latents (B, c, h, w) -> per-class scores (B, C, H, W) in [0, 1].
+    def _start_noise(self, image_latent: Tensor, num_members: int, seed: int) -> Tensor:
+        """Start latents for one image, shared by all its classes (so a class's score does not depend
+        on which other classes are in the vocabulary or the chunk)."""
+        shape = (num_members, *image_latent.shape[1:])
+        if self.test_cfg['init_noise'] == 'zeros':
+            return image_latent.new_zeros(shape)
+        generator = torch.Generator(image_latent.device).manual_seed(seed)
+        return torch.randn(shape, generator=generator, device=image_latent.device).to(image_latent.dtype)
 
-        Each image latent is computed once and shared by every class, step and ensemble member;
-        classes go through the U-Net in chunks of ``class_chunk_size`` (times the ensemble).
-        """
+    @torch.no_grad()
+    def _score_chunks(self, image_latent: Tensor, pooled: Tensor, tokens: Tensor, class_idx: Tensor,
+                      noise: Tensor, num_steps: int) -> Iterator[Tuple[Tensor, Tensor]]:
+        """Yield (class indices, scores (n, H, W) in [0, 1]) for one image latent (1, c, h, w), a chunk
+        of ``class_chunk_size`` classes (times the ensemble members) per U-Net batch."""
+        num_members, (c, h, w) = noise.shape[0], image_latent.shape[1:]
+        chunk = max(1, self.test_cfg['class_chunk_size'])
+        for start in range(0, len(class_idx), chunk):
+            idx = class_idx[start:start + chunk]
+            n = len(idx)
+            latents = self.decode_head.sample(
+                image_latent.expand(n * num_members, -1, -1, -1),
+                tokens[idx].repeat_interleave(num_members, 0),
+                pooled[idx].repeat_interleave(num_members, 0),
+                noise.repeat(n, 1, 1, 1),
+                num_steps,
+                self.test_cfg['timestep_spacing'])
+            latents = latents.view(n, num_members, c, h, w).mean(1)  # ensemble: average in latent space
+            yield idx, ((self.backbone.decode_masks(latents) + 1) / 2).clamp(0, 1)
+
+    @torch.no_grad()
+    def select_classes(self, image_latent: Tensor, pooled: Tensor, tokens: Tensor, seed: int) -> Tensor:
+        """Indices of the classes to denoise for one image: all of them, or with ``topk_classes=K`` the K
+        best by a cheap pre-score (one step, one member, on the image latent scaled by ``prescore_scale``),
+        in vocabulary order. A class's pre-score is its mean score, the expected fraction of the image it
+        covers: unlike the highest pixel score it does not saturate at 1 for every class with a few sure
+        pixels, so the ranking stays informative."""
+        cfg = self.test_cfg
+        num_classes, k = len(pooled), cfg['topk_classes']
+        all_classes = torch.arange(num_classes, device=pooled.device)
+        if k is None or k >= num_classes:
+            return all_classes
+        if cfg['prescore_scale'] != 1:
+            size = [max(1, round(s * cfg['prescore_scale'])) for s in image_latent.shape[-2:]]
+            image_latent = F.interpolate(image_latent, size=size, mode='bilinear', antialias=True)
+        prescore = pooled.new_empty(num_classes)
+        noise = self._start_noise(image_latent, 1, seed)
+        for idx, scores in self._score_chunks(image_latent, pooled, tokens, all_classes, noise, num_steps=1):
+            prescore[idx] = scores.flatten(1).mean(1)
+        return prescore.topk(k).indices.sort().values
+
+    @torch.no_grad()
+    def class_scores(self, image_latents: Tensor, class_names: Sequence[str]) -> Iterator[Iterator]:
+        """For each image, an iterator over (class indices, scores (n, H, W)) chunks for the classes
+        ``select_classes`` keeps, in vocabulary order. Each image latent is computed once and shared by
+        every class, step and ensemble member; chunks are computed as they are consumed."""
         cfg = self.test_cfg
         pooled, tokens = self.text_encoder(class_names)
-        num_members, chunk = cfg['ensemble_size'], max(1, cfg['class_chunk_size'])
-        B, c, h, w = image_latents.shape
-        results = []
-        for b in range(B):
-            noise_shape = (num_members, c, h, w)
-            if cfg['init_noise'] == 'zeros':
-                noise = image_latents.new_zeros(noise_shape)
-            else:
-                generator = torch.Generator(image_latents.device).manual_seed(cfg['seed'] + b)
-                noise = torch.randn(noise_shape, generator=generator, device=image_latents.device)
-                noise = noise.to(image_latents.dtype)
-            scores = []
-            for start in range(0, len(class_names), chunk):
-                idx = torch.arange(start, min(start + chunk, len(class_names)), device=tokens.device)
-                n = len(idx)
-                latents = self.decode_head.sample(
-                    image_latents[b:b + 1].expand(n * num_members, -1, -1, -1),
-                    tokens[idx].repeat_interleave(num_members, 0),
-                    pooled[idx].repeat_interleave(num_members, 0),
-                    noise.repeat(n, 1, 1, 1),
-                    cfg['num_steps'],
-                    cfg['timestep_spacing'])
-                latents = latents.view(n, num_members, c, h, w).mean(1)
-                scores.append(((self.backbone.decode_masks(latents) + 1) / 2).clamp(0, 1))
-            results.append(torch.cat(scores))
-        return torch.stack(results)
+        for b in range(image_latents.shape[0]):
+            latent = image_latents[b:b + 1]
+            kept = self.select_classes(latent, pooled, tokens, cfg['seed'] + b)
+            noise = self._start_noise(latent, cfg['ensemble_size'], cfg['seed'] + b)
+            yield self._score_chunks(latent, pooled, tokens, kept, noise, cfg['num_steps'])
+
+    @torch.no_grad()
+    def score_classes(self, image_latents: Tensor, class_names: Sequence[str]) -> Tensor:
+        """Image latents (B, c, h, w) -> per-class scores (B, C, H, W) in [0, 1]; 0 for pruned classes."""
+        factor = self.backbone.downsample_factor
+        B, _, h, w = image_latents.shape
+        scores = image_latents.new_zeros(B, len(class_names), h * factor, w * factor)
+        for b, chunks in enumerate(self.class_scores(image_latents, class_names)):
+            for idx, chunk_scores in chunks:
+                scores[b, idx] = chunk_scores
+        return scores
 
     def encode_decode(self, inputs: Tensor, batch_img_metas: List[dict]) -> Tensor:
-        """Images -> per-class logits (B, C, H, W) at the input size (see ``scores_to_logits``)."""
+        """Images -> per-class logits (B, C, H, W) at the input size (see ``scores_to_logits``);
+        classes pruned by ``topk_classes`` get ``PRUNED_LOGIT``, below every computed logit."""
         H, W = inputs.shape[-2:]
         image_latents = self.extract_feat(self._pad(inputs, 0.0))
-        scores = self.score_classes(image_latents, self.class_names)[..., :H, :W]
-        return scores_to_logits(scores)
+        logits = inputs.new_full((inputs.shape[0], len(self.class_names), H, W), PRUNED_LOGIT)
+        for b, chunks in enumerate(self.class_scores(image_latents, self.class_names)):
+            for idx, scores in chunks:
+                logits[b, idx] = scores_to_logits(scores[:, :H, :W])
+        return logits
+
+    def _to_original(self, logits: Tensor, img_meta: dict) -> Tensor:
+        """Logits (n, H, W) at the input size -> the original image's size, as ``postprocess_result``
+        does it (drop the test-time padding, undo a flip, bilinear resize)."""
+        H, W = logits.shape[-2:]
+        left, right, top, bottom = img_meta.get('img_padding_size', img_meta.get('padding_size', [0] * 4))
+        logits = logits[None, :, top:H - bottom, left:W - right]
+        if img_meta.get('flip'):
+            logits = logits.flip(dims=(3, ) if img_meta.get('flip_direction') == 'horizontal' else (2, ))
+        return resize(logits, size=img_meta['ori_shape'], mode='bilinear', align_corners=self.align_corners,
+                      warning=False)[0]
+
+    def _predict_labels_only(self, inputs: Tensor, data_samples: SampleList) -> SampleList:
+        """Label maps by a running argmax over class chunks: memory does not grow with the vocabulary
+        (no (C, H, W) logits are kept). Same labels as ``postprocess_result`` on the full logits: the
+        resize is per class, and ties go to the first class in both."""
+        H, W = inputs.shape[-2:]
+        image_latents = self.extract_feat(self._pad(inputs, 0.0))
+        for data_sample, chunks in zip(data_samples, self.class_scores(image_latents, self.class_names)):
+            best = labels = None
+            for idx, scores in chunks:
+                chunk_best, chunk_arg = self._to_original(scores_to_logits(scores[:, :H, :W]),
+                                                          data_sample.metainfo).max(0)
+                if best is None:
+                    best, labels = chunk_best, idx[chunk_arg]
+                else:
+                    better = chunk_best > best
+                    best, labels = torch.where(better, chunk_best, best), torch.where(better, idx[chunk_arg], labels)
+            data_sample.set_data({'pred_sem_seg': PixelData(data=labels[None])})
+        return data_samples
 
     def predict(self, inputs: Tensor, data_samples: OptSampleList = None) -> SampleList:
+        if data_samples is not None and not self.test_cfg['return_logits'] and len(self.class_names) > 1:
+            return self._predict_labels_only(inputs, data_samples)
         if data_samples is not None:
             batch_img_metas = [ds.metainfo for ds in data_samples]
         else:
