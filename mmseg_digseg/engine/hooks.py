@@ -3,7 +3,7 @@ import math
 
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
-from mmengine.model import is_model_wrapper
+from mmengine.model import BaseTTAModel, is_model_wrapper
 
 from mmseg.registry import HOOKS
 from ..models.segmentors import DiGSeg
@@ -53,6 +53,13 @@ class DiGSegVocabularyHook(Hook):
 
     def before_test(self, runner):
         self._check(runner, 'test_loop')
+        model = _unwrap(runner.model)
+        wrapper = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        if isinstance(model, DiGSeg) and isinstance(wrapper, BaseTTAModel) and not model.test_cfg['return_logits']:
+            raise ValueError('Test-time augmentation averages per-class logits over views, but '
+                             'model.test_cfg.return_logits=False keeps only label maps. Drop --tta, or set '
+                             '--cfg-options model.test_cfg.return_logits=True (memory then grows with the '
+                             'vocabulary; model.test_cfg.topk_classes=K bounds the work).')
 
 
 @HOOKS.register_module()

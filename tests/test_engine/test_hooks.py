@@ -35,3 +35,15 @@ def test_nan_loss_stops_training_with_the_iteration(tiny_cfg, tmp_path):
     runner.model.data_preprocessor.mean.fill_(nan)  # NaN inputs -> NaN loss, through the real model
     with pytest.raises(FloatingPointError, match='at iteration 1'):
         runner.train()
+
+
+def test_tta_needs_logits(tiny_cfg, tmp_path):
+    cfg = copy.deepcopy(tiny_cfg)
+    cfg.model.test_cfg.return_logits = False  # label maps only: nothing for TTA to average
+    cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline  # what tools/test.py --tta does
+    cfg.tta_model.module = cfg.model
+    cfg.model = cfg.tta_model
+    cfg.work_dir = str(tmp_path / 'tta')
+    runner = Runner.from_cfg(cfg)
+    with pytest.raises(ValueError, match='return_logits=True'):
+        runner.test()

@@ -1,6 +1,6 @@
 """DiGSeg: a latent diffusion model as a text-conditioned, per-class mask generator."""
 from contextlib import contextmanager
-from typing import Iterator, List, Optional, Sequence, Tuple
+from typing import Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -12,6 +12,7 @@ from mmseg.models.segmentors import BaseSegmentor
 from mmseg.models.utils import resize
 from mmseg.registry import MODELS
 from mmseg.utils import ConfigType, OptConfigType, OptMultiConfig, OptSampleList, SampleList
+from ...datasets.vocabularies import load_vocabulary
 
 DEFAULT_TRAIN_CFG = dict(
     objective='denoising',  # or 'single_step' (end to end through the frozen VAE decoder)
@@ -86,8 +87,10 @@ class DiGSeg(BaseSegmentor):
         backbone (dict): the frozen VAE (``LatentVAE``).
         text_encoder (dict): the frozen text tower (``OpenCLIPTextEncoder``).
         decode_head (dict): the denoising U-Net (``DiffusionMaskHead``).
-        class_names (list[str], optional): the vocabulary. None: the dataset's classes (set by
-            ``DiGSegVocabularyHook``, or from a checkpoint's ``dataset_meta``).
+        class_names (list[str] | str, optional): the vocabulary, in label order; synonyms of a class are
+            comma-separated (``'sofa, couch'``). A string names a shipped vocabulary (``'ade20k_847'``,
+            see ``datasets/vocabularies``) or a .txt file with one class a line. None: the dataset's
+            classes (set by ``DiGSegVocabularyHook``, or from a checkpoint's ``dataset_meta``).
         train_cfg, test_cfg (dict): see ``DEFAULT_TRAIN_CFG`` and ``DEFAULT_TEST_CFG``.
     """
 
@@ -144,7 +147,9 @@ class DiGSeg(BaseSegmentor):
                            'checkpoint that has meta.dataset_meta.')
 
     @class_names.setter
-    def class_names(self, names: Optional[Sequence[str]]):
+    def class_names(self, names: Union[None, str, Sequence[str]]):
+        if isinstance(names, str):  # a shipped vocabulary ('ade20k_847') or a .txt file, one class a line
+            names = load_vocabulary(names)
         if names is not None:
             names = [str(n) for n in names]
             if not names:
