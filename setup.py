@@ -23,6 +23,7 @@ setup(
     version='0.1.0',
     description='DiGSeg: a diffusion model as a generalist, text-conditioned segmenter, for MMSegmentation',
     packages=find_packages(include=['mmseg_digseg', 'mmseg_digseg.*']),
+    package_data={'mmseg_digseg': ['models/text_encoders/open_clip_configs/*.json', 'datasets/vocabularies/*.txt']},
     python_requires='>=3.11',
     install_requires=install_requires,
     extras_require={'tests': ['pytest']},
