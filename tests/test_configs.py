@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -25,20 +26,23 @@ from .conftest import REPO_ROOT
 CONFIGS = sorted(
     osp.relpath(p, REPO_ROOT) for p in glob.glob(osp.join(REPO_ROOT, 'configs/**/*.py'), recursive=True)
     if '_base_' not in osp.relpath(p, REPO_ROOT).split(os.sep))
+OV_TEST_CONFIGS = [p for p in CONFIGS if osp.basename(p).startswith('digseg_vitl_ov-')]
+TRAIN_CONFIGS = [p for p in CONFIGS if p not in OV_TEST_CONFIGS]
 PAPER_CONFIG = 'configs/digseg/digseg_vitl_ade20k-512.py'
 SIZE_KEYS = ('crop_size', 'size', 'scale', 'scales', 'max_size')  # pipeline / preprocessor sizes
 
 
 def _write(img_path, ann_path, rng, label_values, fill):
-    """A 64x72 image (odd latent widths, as 512x683 gives) with a few labelled rectangles."""
+    """A 64x72 image (odd latent widths, as 512x683 gives) with a few labelled rectangles; labels as
+    8-bit PNG, or 16-bit TIFF (ids above 255) like the open-vocabulary converters write them."""
     os.makedirs(osp.dirname(img_path), exist_ok=True)
     os.makedirs(osp.dirname(ann_path), exist_ok=True)
     Image.fromarray(rng.integers(0, 256, (64, 72, 3), dtype=np.uint8)).save(img_path)
-    label = np.full((64, 72), fill, np.uint8)
+    label = np.full((64, 72), fill, np.uint16 if ann_path.endswith('.tif') else np.uint8)
     for value in rng.choice(label_values, 3, replace=False):
         y, x = rng.integers(0, 40, 2)
         label[y:y + 24, x:x + 28] = value
-    Image.fromarray(label).save(ann_path)
+    cv2.imwrite(ann_path, label)
 
 
 @pytest.fixture(scope='session')
@@ -57,7 +61,29 @@ def dataset_roots(tmp_path_factory, synth_root):
             name = f'{i:012d}'
             _write(f'{coco}/images/{split}/{name}.jpg', f'{coco}/annotations/{split}/{name}_labelTrainIds.png',
                    rng, np.arange(171), fill=255)
-    return {'ADE20KDataset': ade, 'COCOStuffDataset': coco, 'SynthShapesDataset': synth_root}
+    # open-vocabulary test sets: validation images only
+    pc59, cityscapes = str(root / 'VOCdevkit/VOC2010'), str(root / 'cityscapes')
+    ade847, pc459 = str(root / 'ade'), str(root / 'pc459')
+    for i in range(2):
+        name = f'2008_{i:06d}'  # raw PASCAL-Context-59 labels: 0 = background (ignored), 1..59
+        _write(f'{pc59}/JPEGImages/{name}.jpg', f'{pc59}/SegmentationClassContext/{name}.png', rng,
+               np.arange(1, 60), fill=0)
+        _write(f'{pc459}/VOCdevkit/VOC2010/JPEGImages/{name}.jpg',
+               f'{pc459}/VOCdevkit/VOC2010/annotations_detectron2/pc459_val/{name}.tif', rng, np.arange(459),
+               fill=65535)
+        name = f'frankfurt_000000_{i:06d}'
+        _write(f'{cityscapes}/leftImg8bit/val/frankfurt/{name}_leftImg8bit.png',
+               f'{cityscapes}/gtFine/val/frankfurt/{name}_gtFine_labelTrainIds.png', rng, np.arange(19), fill=255)
+        name = f'ADE_val_{i:08d}'
+        _write(f'{ade847}/ADE20K_2021_17_01/images_detectron2/validation/{name}.jpg',
+               f'{ade847}/ADE20K_2021_17_01/annotations_detectron2/validation/{name}.tif', rng, np.arange(847),
+               fill=65535)
+    os.makedirs(f'{pc59}/ImageSets/SegmentationContext')
+    with open(f'{pc59}/ImageSets/SegmentationContext/val.txt', 'w') as f:
+        f.write('2008_000000\n2008_000001\n')
+    return {'ADE20KDataset': ade, 'COCOStuffDataset': coco, 'SynthShapesDataset': synth_root,
+            'PascalContextDataset59': pc59, 'CityscapesDataset': cityscapes, 'ADE20KFull847Dataset': ade847,
+            'PascalContext459Dataset': pc459}
 
 
 def _shrink(obj, factor):
@@ -90,16 +116,23 @@ def tiny_weights(model, tiny_sd_dir):
 def tiny_config(path, roots, tiny_sd_dir, work_dir):
     cfg = Config.fromfile(osp.join(REPO_ROOT, path))
     tiny_weights(cfg.model, tiny_sd_dir)
-    if tuple(cfg.get('crop_size', ())) == (512, 512):
+    if 'synth-shapes' not in path:  # 512-px crops, short side 640 -> 64, 80
         for key in ('train_dataloader', 'val_dataloader', 'test_dataloader', 'tta_pipeline'):
             _shrink(cfg.get(key), 8)
         _shrink(cfg.model.data_preprocessor, 8)
     for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        loader = cfg[key]
+        loader = cfg.get(key)
+        if loader is None:  # open-vocabulary test configs have no training set
+            continue
         loader.num_workers, loader.persistent_workers = 0, False
         loader.dataset.data_root = roots[loader.dataset.type]
-    cfg.train_dataloader.batch_size = 2
     cfg.val_dataloader.dataset.indices = 1  # one prediction
+    if cfg.get('train_dataloader') is None:
+        cfg.test_dataloader = cfg.val_dataloader
+        cfg.work_dir = str(work_dir)
+        cfg.launcher = 'none'
+        return cfg
+    cfg.train_dataloader.batch_size = 2
     cfg.train_cfg.max_iters = cfg.train_cfg.val_interval = 2
     cfg.default_hooks.logger.interval = 1
     if cfg.model.type == 'DiGSeg':
@@ -118,9 +151,44 @@ def test_every_config_is_covered():
             assert f'digseg_{clip}_{data}-512.py' in names
     assert {'segformer_mit-b0_ade20k-512.py', 'mask2former_r50_coco-stuff164k-512.py',
             'segformer_mit-b0_synth-shapes-64.py', 'digseg_tiny_synth-shapes-64.py'} <= names
+    assert 'digseg_vitl_coco-stuff171-ov-512.py' in names  # open vocabulary: train on COCO-Stuff-171,
+    assert {osp.basename(p) for p in OV_TEST_CONFIGS} == {  # test on five other vocabularies
+        f'digseg_vitl_ov-{data}-640.py' for data in ('ade150', 'ade847', 'pc59', 'pc459', 'cityscapes')}
 
 
-@pytest.mark.parametrize('path', CONFIGS)
+@pytest.mark.parametrize('path', OV_TEST_CONFIGS)
+def test_open_vocabulary_config_tests_with_the_target_vocabulary(path, dataset_roots, tiny_sd_dir, tmp_path):
+    """The COCO-Stuff-trained model's test configs: the target dataset's vocabulary, every class denoised
+    once per image, short side 640 (80 here), 16-bit labels kept and evaluated."""
+    from mmengine.runner import Runner
+    from mmseg_digseg.datasets import load_vocabulary
+    cfg = tiny_config(path, dataset_roots, tiny_sd_dir, tmp_path)
+    runner = Runner.from_cfg(cfg)
+    model = runner.model
+    unet_batches = []
+    model.decode_head.unet.register_forward_hook(lambda mod, args, out: unet_batches.append(args[0].shape))
+    labels, metric = [], runner.test_evaluator.metrics[0]
+    process = metric.process
+    metric.process = lambda batch, samples: (
+        labels.append((batch['data_samples'][0].gt_sem_seg.data, samples[0]['pred_sem_seg']['data'])),
+        process(batch, samples))
+
+    metrics = runner.test()
+
+    vocabulary = load_vocabulary(cfg.model.class_names)
+    classes = runner.test_dataloader.dataset.metainfo['classes']
+    assert model.class_names == vocabulary and len(vocabulary) == len(classes)
+    assert sum(shape[0] for shape in unet_batches) == len(vocabulary)  # one image, each class once
+    assert {tuple(shape[-2:]) for shape in unet_batches} == {(20, 23)}  # 64x72 -> 80x90; tiny VAE: 1/4, padded
+    [(gt, pred)] = labels
+    assert pred.shape == gt.shape == (1, 64, 72)  # scored at the original size, as MMSeg does
+    assert 0 <= pred.min() and pred.max() < len(vocabulary)
+    if len(vocabulary) > 255:  # ids above 255 and the 16-bit "unlabeled" survive loading
+        assert gt[gt != 65535].max() > 255 and (gt == 65535).any()
+    assert 'mIoU' in metrics
+
+
+@pytest.mark.parametrize('path', TRAIN_CONFIGS)
 def test_config_trains_and_predicts(path, dataset_roots, tiny_sd_dir, tmp_path, monkeypatch):
     from mmengine.runner import Runner
     cfg = tiny_config(path, dataset_roots, tiny_sd_dir, tmp_path)
