@@ -1,6 +1,10 @@
 """Segment an image with any prompts and write an overlay with a legend plus one score map per prompt.
 
     python tools/infer.py IMAGE --config C --checkpoint K --prompts "disc,ring,background" [--out-dir D]
+    python tools/infer.py IMAGE --config C --checkpoint K --vocabulary ade20k_847 --topk 30 --preset 4x2
+
+Labels follow the order of the prompts. Score maps are written for up to --max-score-maps prompts; a larger
+vocabulary is segmented chunk by chunk without keeping per-class scores (bounded memory).
 """
 import argparse
 import os
@@ -15,7 +19,8 @@ import numpy as np  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
 from mmseg_digseg.apis import init_digseg, segment  # noqa: E402
-from mmseg_digseg.datasets import to_bgr8  # noqa: E402
+from mmseg_digseg.datasets import load_vocabulary, to_bgr8  # noqa: E402
+from mmseg_digseg.models.segmentors.digseg import INFERENCE_PRESETS  # noqa: E402
 
 
 def parse_args():
@@ -25,6 +30,11 @@ def parse_args():
     parser.add_argument('--checkpoint', required=True)
     parser.add_argument('--prompts', help='comma-separated class prompts; default: the checkpoint\'s classes. '
                         'Use "|" between prompts instead if a prompt holds synonyms with commas.')
+    parser.add_argument('--vocabulary', help='a shipped vocabulary (e.g. ade20k_150, ade20k_847) or a .txt file '
+                        'with one class a line, instead of --prompts')
+    parser.add_argument('--topk', type=int, help='denoise only the K classes with the best one-step pre-score')
+    parser.add_argument('--preset', choices=list(INFERENCE_PRESETS), help='ensemble x steps (default: the config\'s)')
+    parser.add_argument('--max-score-maps', type=int, default=32)
     parser.add_argument('--out-dir', default='work_dirs/infer')
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--opacity', type=float, default=0.5)
@@ -44,14 +54,19 @@ def split_prompts(text):
 
 def main():
     args = parse_args()
-    prompts = split_prompts(args.prompts)
+    if args.prompts and args.vocabulary:
+        raise SystemExit('Give either --prompts or --vocabulary, not both.')
+    prompts = load_vocabulary(args.vocabulary) if args.vocabulary else split_prompts(args.prompts)
     model = init_digseg(args.config, args.checkpoint, device=args.device)
-    result = segment(model, args.image, prompts)
     names = prompts or model.class_names
+    with_scores = len(names) <= args.max_score_maps
+    model.test_cfg.update(return_logits=with_scores, topk_classes=args.topk)
+    if args.preset:
+        model.test_cfg.update(INFERENCE_PRESETS[args.preset])
+    result = segment(model, args.image, prompts)
     image = mmcv.imread(args.image, flag='unchanged')
     rgb = to_bgr8(image)[0][..., ::-1]
     labels = result.pred_sem_seg.data[0].cpu().numpy()
-    scores = result.seg_logits.data.sigmoid().cpu().numpy()
 
     os.makedirs(args.out_dir, exist_ok=True)
     stem = osp.splitext(osp.basename(args.image))[0]
@@ -66,11 +81,13 @@ def main():
     overlay_path = osp.join(args.out_dir, f'{stem}_overlay.png')
     fig.savefig(overlay_path, bbox_inches='tight', dpi=100)
     plt.close(fig)
-    for i, name in enumerate(names):
-        safe = ''.join(c if c.isalnum() else '_' for c in name.split(',')[0].strip())
+    num_maps = len(names) if with_scores else 0
+    scores = result.seg_logits.data.sigmoid().cpu().numpy() if with_scores else []
+    for i in range(num_maps):
+        safe = ''.join(c if c.isalnum() else '_' for c in names[i].split(',')[0].strip())
         plt.imsave(osp.join(args.out_dir, f'{stem}_score_{i:03d}_{safe}.png'), scores[i], cmap='viridis',
                    vmin=0, vmax=1)
-    print(f'Wrote {overlay_path} and {len(names)} score maps to {args.out_dir}; '
+    print(f'Wrote {overlay_path} and {num_maps} score maps to {args.out_dir}; '
           f'labels present: {[names[i] for i in present]}')
 
 

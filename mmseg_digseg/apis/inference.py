@@ -20,7 +20,8 @@ def init_digseg(config, checkpoint: Optional[str] = None, device: str = 'cpu', c
 def _test_pipeline(cfg) -> Compose:
     # images arrive as paths or arrays, without annotations; LoadImageAsBGR8 takes both and converts
     # grayscale / RGBA / 16-bit input.
-    steps = [dict(t) for t in cfg.test_pipeline if t['type'] not in ('LoadAnnotations', 'LoadImageFromFile')]
+    steps = [dict(t) for t in cfg.test_pipeline
+             if t['type'] not in ('LoadAnnotations', 'LoadWideAnnotations', 'LoadImageFromFile')]
     if steps[0]['type'] != 'LoadImageAsBGR8':
         steps.insert(0, dict(type='LoadImageAsBGR8'))
     return Compose(steps)

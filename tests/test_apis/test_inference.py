@@ -1,3 +1,4 @@
+import ast
 import glob
 import os.path as osp
 
@@ -7,6 +8,7 @@ import torch
 from PIL import Image
 
 from mmseg_digseg.apis import init_digseg, segment
+from mmseg_digseg.datasets import load_vocabulary
 from ..conftest import TINY_CONFIG
 from ..test_tools.test_train_test import run_tool
 
@@ -58,3 +60,14 @@ def test_infer_tool_writes_overlay_and_score_maps(checkpoint, image_path, tmp_pa
     out = run_tool('tools/infer.py', image_path, '--config', TINY_CONFIG, '--checkpoint', checkpoint,
                    '--prompts', ' , ', check=False)
     assert 'empty' in out and 'Traceback' not in out
+
+
+def test_infer_tool_takes_a_large_vocabulary_with_pruning(checkpoint, image_path, tmp_path):
+    """A shipped vocabulary larger than --max-score-maps: labels only, top-K pruned."""
+    out = run_tool('tools/infer.py', image_path, '--config', TINY_CONFIG, '--checkpoint', checkpoint,
+                   '--vocabulary', 'pascal_context_59', '--topk', '3', '--max-score-maps', '8',
+                   '--out-dir', str(tmp_path))
+    assert 'and 0 score maps' in out
+    assert osp.isfile(tmp_path / (osp.splitext(osp.basename(image_path))[0] + '_overlay.png'))
+    present = ast.literal_eval(out.split('labels present: ')[1].splitlines()[0])
+    assert 1 <= len(present) <= 3 and set(present) <= set(load_vocabulary('pascal_context_59'))
