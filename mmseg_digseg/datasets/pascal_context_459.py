@@ -14,50 +14,24 @@ JPEGImages holds every VOC2010 image, so the samples are the label files found (
 """
 import os.path as osp
 
-import numpy as np
 from mmengine import fileio
-from mmseg.datasets import BaseSegDataset
 from mmseg.registry import DATASETS
 
-from .vocabularies import load_vocabulary
-
-# Each vocabulary line is "name, synonym, ..."; the dataset's class names are the first synonyms.
-CLASSES = tuple(line.split(',')[0].strip() for line in load_vocabulary('pascal_context_459'))
-# Seeded random colours: deterministic, and distinct enough for 459 classes.
-PALETTE = np.random.default_rng(459).integers(0, 256, (len(CLASSES), 3)).tolist()
-IGNORE_INDEX = 65535
+from .wide_label_dataset import WideLabelSegDataset, vocabulary_metainfo
 
 
 @DATASETS.register_module()
-class PascalContext459Dataset(BaseSegDataset):
+class PascalContext459Dataset(WideLabelSegDataset):
     """PASCAL-Context with 459 classes (see the module docstring for the layout)."""
 
-    METAINFO = dict(classes=CLASSES, palette=PALETTE)
+    METAINFO = vocabulary_metainfo('pascal_context_459', seed=459)
 
     def __init__(self,
-                 img_suffix='.jpg',
-                 seg_map_suffix='.tif',
-                 reduce_zero_label=False,
-                 ignore_index=IGNORE_INDEX,
                  data_prefix=dict(
                      img_path='VOCdevkit/VOC2010/JPEGImages',
                      seg_map_path='VOCdevkit/VOC2010/annotations_detectron2/pc459_val'),
                  **kwargs):
-        super().__init__(
-            img_suffix=img_suffix, seg_map_suffix=seg_map_suffix, reduce_zero_label=reduce_zero_label,
-            ignore_index=ignore_index, data_prefix=data_prefix, **kwargs)
-
-    @classmethod
-    def get_label_map(cls, new_classes=None):
-        """Always ``None``: the label files hold train ids, whatever the classes are called.
-
-        Renaming all 459 classes (e.g. to the full synonym lines) is fine. Subsets are refused:
-        MMSeg would map the dropped classes to 255, which is a real class here.
-        """
-        if new_classes is not None and len(new_classes) != len(CLASSES):
-            raise ValueError(f'{cls.__name__} takes all {len(CLASSES)} classes in train-id order (names may '
-                             f'differ), got {len(new_classes)}; class subsets are not supported.')
-        return None
+        super().__init__(data_prefix=data_prefix, **kwargs)
 
     def load_data_list(self):
         """One sample per label file (sorted), unless ``ann_file`` lists the image ids."""

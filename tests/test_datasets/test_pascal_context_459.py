@@ -9,10 +9,11 @@ import pytest
 import scipy.io
 from PIL import Image
 
-# importing the module registers PascalContext459Dataset
-from mmseg_digseg.datasets.pascal_context_459 import CLASSES, IGNORE_INDEX, PascalContext459Dataset
-
+from mmseg_digseg.datasets import PascalContext459Dataset
+from mmseg_digseg.datasets.wide_label_dataset import IGNORE_INDEX
 from ..conftest import REPO_ROOT
+
+CLASSES = PascalContext459Dataset.METAINFO['classes']
 
 CONVERTER = osp.join(REPO_ROOT, 'tools/dataset_converters/pascal_context_459.py')
 _spec = importlib.util.spec_from_file_location('pascal_context_459_converter', CONVERTER)

@@ -25,8 +25,9 @@ def load_vocabulary(name: str) -> List[str]:
     """The class names (with synonyms) of a shipped vocabulary or of a .txt file, in label order."""
     path = vocabulary_path(name)
     if not osp.isfile(path):
-        raise FileNotFoundError(f'No vocabulary "{name}" ({path}). Shipped vocabularies: '
-                                f'{list_vocabularies()}; or give a .txt file with one class per line.')
+        raise FileNotFoundError(f'No vocabulary "{name}" ({path}). Give a list of class names or prompts, '
+                                f'a shipped vocabulary ({", ".join(list_vocabularies())}) or a .txt file '
+                                'with one class a line.')
     with open(path, encoding='utf-8') as f:
         lines = [line.strip() for line in f]
     return [line for line in lines if line and not line.startswith('#')]
