@@ -34,6 +34,17 @@ def test_binary_mask_round_trip():
     assert pred[2].float().mean() < 0.02
 
 
+def test_slicing_decodes_the_same_masks():
+    z = torch.randn(3, 4, 16, 16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        whole = LatentVAE(pretrained='checkpoints/tiny_sd').decode_masks(z)
+        sliced = LatentVAE(pretrained='checkpoints/tiny_sd', slicing=True)
+        calls = []
+        sliced.vae.decoder.register_forward_hook(lambda mod, args, out: calls.append(args[0].shape[0]))
+        torch.testing.assert_close(sliced.decode_masks(z), whole, atol=1e-5, rtol=1e-4)
+    assert calls == [1, 1, 1]  # one latent at a time through the decoder
+
+
 def test_decoding_passes_gradients_to_latents_only():
     vae = LatentVAE(pretrained='checkpoints/tiny_sd')
     z = torch.zeros(1, 4, 16, 16, requires_grad=True)

@@ -18,11 +18,15 @@ class LatentVAE(BaseModule):
     Args:
         pretrained (str): hub id or local Stable Diffusion directory in diffusers layout.
         subfolder (str): where the VAE lies inside ``pretrained``.
+        slicing (bool): decode a batch one latent at a time (diffusers' VAE slicing): the decoder's
+            full-resolution activations then hold one mask instead of a class chunk, for a little speed.
     """
 
-    def __init__(self, pretrained: str, subfolder: str = 'vae', init_cfg=None):
+    def __init__(self, pretrained: str, subfolder: str = 'vae', slicing: bool = False, init_cfg=None):
         super().__init__(init_cfg)
         self.vae = load_diffusers_part(AutoencoderKL, pretrained, subfolder, 'model.backbone.pretrained')
+        if slicing:
+            self.vae.enable_slicing()
         self.vae.requires_grad_(False)
         self.vae.eval()
         self.scaling_factor = float(self.vae.config.scaling_factor)
