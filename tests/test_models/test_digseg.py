@@ -111,6 +111,20 @@ def test_labels_only_prediction_matches_the_full_logits(tiny_model, topk):
     assert len(full.pred_sem_seg.data.unique()) > 1  # a non-trivial map was compared
 
 
+def test_vocabulary_by_name_or_file(tiny_model, tmp_path):
+    tiny_model.class_names = 'pascal_context_59'  # shipped, with synonyms
+    assert len(tiny_model.class_names) == 59 and tiny_model.class_names[0].startswith('aeroplane')
+    path = tmp_path / 'mine.txt'
+    path.write_text('# my classes\nsofa, couch\n\ncat\n')
+    with tiny_model.vocabulary(str(path)):
+        assert tiny_model.class_names == ['sofa, couch', 'cat']
+    with pytest.raises(FileNotFoundError, match='a shipped vocabulary .*ade20k_847'):
+        tiny_model.class_names = 'ade20k_848'
+    path.write_text('cat\ndog\ncat\n')
+    with pytest.raises(ValueError, match=r"repeats \['cat'\]"):
+        tiny_model.class_names = str(path)
+
+
 def test_bad_topk_is_refused(tiny_cfg):
     from mmseg.registry import MODELS
     with pytest.raises(ValueError, match='topk_classes must be a positive int'):
