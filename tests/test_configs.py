@@ -216,7 +216,12 @@ def test_config_trains_and_predicts(path, dataset_roots, tiny_sd_dir, tmp_path, 
     if cfg.model.type != 'DiGSeg':
         return
     dataset = runner.val_dataloader.dataset
-    assert model.class_names == list(dataset.metainfo['classes'])  # the vocabulary is the dataset's
+    classes = list(dataset.metainfo['classes'])
+    if cfg.model.get('class_names'):  # a pinned vocabulary (with synonyms) for the dataset's classes
+        from mmseg_digseg.datasets import load_vocabulary
+        assert model.class_names == load_vocabulary(cfg.model.class_names) and len(classes) == len(model.class_names)
+    else:  # the vocabulary is the dataset's
+        assert model.class_names == classes
     assert osp.isfile(osp.join(tmp_path, 'iter_2.pth'))
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable and all(n.startswith('decode_head.') for n in trainable)
