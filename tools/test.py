@@ -7,7 +7,7 @@ from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 import mmseg_digseg  # noqa: F401  (registers DiGSeg's modules)
-from mmseg_digseg.engine import setup_cpu_distributed
+from mmseg_digseg.engine import finish_distributed, setup_cpu_distributed
 
 
 def parse_args():
@@ -59,6 +59,7 @@ def main():
         cfg.test_evaluator['output_dir'] = args.out
         cfg.test_evaluator['keep_results'] = True
     Runner.from_cfg(cfg).test()
+    finish_distributed()  # on a normal exit (gloo aborts at exit without it)
 
 
 if __name__ == '__main__':

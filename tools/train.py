@@ -7,7 +7,7 @@ from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
 import mmseg_digseg  # noqa: F401  (registers DiGSeg's modules)
-from mmseg_digseg.engine import setup_cpu_distributed
+from mmseg_digseg.engine import finish_distributed, setup_cpu_distributed
 from mmseg.registry import RUNNERS
 
 
@@ -43,6 +43,7 @@ def main():
     cfg.resume = args.resume
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     runner.train()
+    finish_distributed()  # on a normal exit (gloo aborts at exit without it)
 
 
 if __name__ == '__main__':

@@ -13,3 +13,12 @@ def setup_cpu_distributed(cfg, launcher: str) -> None:
         dist.init_process_group(backend='gloo')
     cfg.model_wrapper_cfg = dict(cfg.get('model_wrapper_cfg') or dict(type='MMDistributedDataParallel'),
                                  device_ids=None)
+
+
+def finish_distributed() -> None:
+    """Destroy the process group before the interpreter shuts down. Without it, gloo's worker threads can
+    still hold tensors during interpreter finalisation and the process aborts at exit ("terminate called
+    without an active exception", SIGABRT) after a successful run; NCCL warns about the same."""
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

@@ -24,7 +24,7 @@ def run_script(*args):
     env = dict(os.environ, PORT=str(free_port()), OMP_NUM_THREADS='1', PYTHONUNBUFFERED='1')
     proc = subprocess.run(['bash', *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
     out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-4000:]
+    assert proc.returncode == 0, f'stdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}'
     return out
 
 
