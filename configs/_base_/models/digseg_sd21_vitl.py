@@ -18,7 +18,9 @@ data_preprocessor = dict(
 model = dict(
     type='DiGSeg',
     data_preprocessor=data_preprocessor,
-    backbone=dict(type='LatentVAE', pretrained=sd_pretrained),
+    # slicing: the VAE decodes the masks of a class chunk one at a time; 16 masks at 640x856 at once need
+    # ~25 GB of decoder activations, one at a time ~4 (tools/analysis_tools/digseg_inference_memory.py)
+    backbone=dict(type='LatentVAE', pretrained=sd_pretrained, slicing=True),
     text_encoder=dict(
         type='OpenCLIPTextEncoder',
         model_name='ViT-L-14',
