@@ -98,7 +98,7 @@ def main():
             test_cfg = dict(return_logits=return_logits, class_chunk_size=args.class_chunk_size)
             weights, peak = measure(n, args.image_size, test_cfg, slicing)
             print(f"| {n} | {'full logits' if return_logits else 'labels only'} | {'on' if slicing else 'off'} | "
-                  f'{weights:.2f} | {peak:.2f} | {weights + peak:.1f} |', flush=True)
+                  f'{weights:.2f} | {peak:.3f} | {weights + peak:.1f} |', flush=True)
 
 
 if __name__ == '__main__':
