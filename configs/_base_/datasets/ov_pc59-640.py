@@ -1,15 +1,7 @@
 # Open-vocabulary test on PASCAL-Context-59 (5105 validation images) at short side 640. MMSeg's dataset
-# and layout (data/VOCdevkit/VOC2010, tools/dataset_converters/pascal_context.py of MMSeg); test only.
-_base_ = 'mmseg::_base_/datasets/pascal_context_59.py'
+# and layout (data/VOCdevkit/VOC2010, MMSeg's tools/dataset_converters/pascal_context.py).
+_base_ = ['mmseg::_base_/datasets/pascal_context_59.py', './ov_test-640.py']
 
-test_pipeline = [
-    dict(type='LoadImageAsBGR8'),
-    dict(type='Resize', scale=(2560, 640), keep_ratio=True),
-    dict(type='LoadAnnotations', reduce_zero_label=True),
-    dict(type='PackSegInputs'),
-]
-val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
+val_dataloader = dict(dataset=dict(pipeline={{_base_.ov_test_pipeline}}))
 test_dataloader = val_dataloader
 train_dataloader = None  # the model is trained on another dataset (COCO-Stuff-171)
-val_cfg = dict(type='ValLoop')
-test_cfg = dict(type='TestLoop')
