@@ -78,7 +78,8 @@ def test_topk_pruning_keeps_the_best_prescored_classes(tiny_model):
         expected = full[b].sigmoid().flatten(1).mean(1).topk(2).indices.sort().values
         kept = (pruned[b] != PRUNED_LOGIT).flatten(1).all(1).nonzero()[:, 0]
         assert kept.tolist() == expected.tolist()
-        torch.testing.assert_close(pruned[b, kept], full[b, kept], atol=1e-4, rtol=1e-4)
+        # (as scores: other chunks, other float summation order, which logits near 0 or 1 magnify)
+        torch.testing.assert_close(pruned[b, kept].sigmoid(), full[b, kept].sigmoid(), atol=1e-5, rtol=0)
         assert (pruned[b].flatten(1).amax(1) == PRUNED_LOGIT).sum() == len(names) - 2
         assert set(pruned[b].argmax(0).unique().tolist()) <= set(kept.tolist())
 
