@@ -1,34 +1,11 @@
 # ADE20K-150 at 512x512 crops: MMSeg's own dataset config (folders, splits, augmentation, IoUMetric);
-# only the image loader differs: LoadImageAsBGR8 turns the odd grayscale or 16-bit file into 8-bit
-# colour instead of failing in normalisation. Layout (MMSeg's, tools/dataset_converters/ade20k.py):
+# only the image loader differs (pipelines_bgr8-512.py). Layout (MMSeg's, tools/dataset_converters/ade20k.py):
 #   data/ade/ADEChallengeData2016/{images,annotations}/{training,validation}/*.jpg|*.png
-_base_ = 'mmseg::_base_/datasets/ade20k.py'
+_base_ = ['mmseg::_base_/datasets/ade20k.py', './pipelines_bgr8-512.py']
 
-crop_size = (512, 512)
-train_pipeline = [
-    dict(type='LoadImageAsBGR8'),
-    dict(type='LoadAnnotations', reduce_zero_label=True),
-    dict(type='RandomResize', scale=(2048, 512), ratio_range=(0.5, 2.0), keep_ratio=True),
-    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PhotoMetricDistortion'),
-    dict(type='PackSegInputs'),
-]
-test_pipeline = [
-    dict(type='LoadImageAsBGR8'),
-    dict(type='Resize', scale=(2048, 512), keep_ratio=True),
-    dict(type='LoadAnnotations', reduce_zero_label=True),
-    dict(type='PackSegInputs'),
-]
-img_ratios = [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
-tta_pipeline = [
-    dict(type='LoadImageAsBGR8'),
-    dict(type='TestTimeAug',
-         transforms=[[dict(type='Resize', scale_factor=r, keep_ratio=True) for r in img_ratios],
-                     [dict(type='RandomFlip', prob=0., direction='horizontal'),
-                      dict(type='RandomFlip', prob=1., direction='horizontal')],
-                     [dict(type='LoadAnnotations', reduce_zero_label=True)], [dict(type='PackSegInputs')]]),
-]
+train_pipeline = {{_base_.bgr8_train_pipeline}}
+test_pipeline = {{_base_.bgr8_test_pipeline}}
+tta_pipeline = {{_base_.bgr8_tta_pipeline}}
 # the base's dataloaders hold its own pipelines (resolved when it was read): point them at ours
 train_dataloader = dict(batch_size=2, dataset=dict(pipeline=train_pipeline))
 val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
