@@ -5,3 +5,5 @@ _base_ = [
     '../_base_/models/digseg_tiny.py', '../_base_/datasets/synth_shapes.py',
     '../_base_/default_runtime.py', '../_base_/schedules/schedule_tiny.py'
 ]
+# --show-dir overlays: image | ground truth | prediction, enlarged to 256 px, one legend (readable at 64 px)
+visualizer = dict(type='DiGSegVisualizer', vis_backends=[dict(type='LocalVisBackend')], name='visualizer')
