@@ -6,6 +6,6 @@ from .engine import allow_mmengine_checkpoints
 
 allow_mmengine_checkpoints()
 
-from . import apis, datasets, engine, models, visualization  # noqa: E402,F401
+from . import apis, datasets, engine, evaluation, models, visualization  # noqa: E402,F401
 
 __version__ = '0.1.0'
