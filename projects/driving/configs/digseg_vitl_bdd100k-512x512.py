@@ -1,0 +1,19 @@
+# DiGSeg (SD 2.1-base + open_clip ViT-L/14) trained on BDD100K (10k images, 19 Cityscapes classes),
+# tested on BDD100K val; digseg_vitl_bdd100k-512x512_test-cityscapes.py tests the same checkpoint on
+# Cityscapes. Same recipe as the Cityscapes config (512x512 crops, 512x512 windows at stride 384).
+#   bash tools/dist_train.sh projects/driving/configs/digseg_vitl_bdd100k-512x512.py 8
+#   python tools/test.py projects/driving/configs/digseg_vitl_bdd100k-512x512.py CKPT
+_base_ = [
+    '../../../configs/_base_/models/digseg_sd21_vitl.py', 'mmseg::_base_/datasets/bdd100k.py',
+    './_base_/driving-512x512.py', '../../../configs/_base_/default_runtime.py',
+    '../../../configs/_base_/schedules/schedule_80k.py'
+]
+crop_size = (512, 512)
+data_preprocessor = dict(size=crop_size)
+model = dict(
+    data_preprocessor=data_preprocessor,
+    class_names='cityscapes_19',
+    test_cfg=dict(mode='slide', crop_size=crop_size, stride=(384, 384)))
+train_dataloader = dict(batch_size=2, dataset=dict(pipeline={{_base_.driving_train_pipeline}}))
+val_dataloader = dict(dataset={{_base_.bdd100k_val}})
+test_dataloader = val_dataloader
