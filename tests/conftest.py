@@ -1,11 +1,13 @@
 """Shared fixtures: tiny models of the real classes, saved in the real on-disk formats."""
 import os
 import os.path as osp
+import shutil
 
 import pytest
 import torch
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+SD21_FILES = osp.join(REPO_ROOT, 'tests/fixtures/sd21_base')  # SD 2.1-base's config files as published
 TINY_CONFIG = osp.join(REPO_ROOT, 'configs/digseg/digseg_tiny_synth-shapes-64.py')
 
 # OMP_NUM_THREADS=1 keeps a run usable while another job holds a core
@@ -25,17 +27,24 @@ def tiny_unet_cfg():
     return Config.fromfile(osp.join(REPO_ROOT, 'configs/_base_/models/digseg_tiny.py')).model.decode_head.unet_cfg
 
 
+def write_sd21_scheduler(root):
+    """SD 2.1-base's own scheduler file (a PNDMScheduler config without timestep_spacing or
+    rescale_betas_zero_snr), copied as published: what users' directories hold."""
+    os.makedirs(osp.join(root, 'scheduler'), exist_ok=True)
+    shutil.copy(osp.join(SD21_FILES, 'scheduler/scheduler_config.json'), osp.join(root, 'scheduler'))
+
+
 @pytest.fixture(scope='session')
 def tiny_sd_dir(tmp_path_factory):
-    """A Stable-Diffusion-layout directory (vae/, unet/, scheduler/) written with save_pretrained."""
-    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    """A Stable-Diffusion-layout directory (vae/, unet/, scheduler/): tiny VAE and U-Net written with
+    save_pretrained, and SD 2.1-base's own scheduler file."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
     root = tmp_path_factory.mktemp('tiny_sd')
     torch.manual_seed(0)
     AutoencoderKL.from_pretrained(osp.join(REPO_ROOT, 'checkpoints/tiny_sd'), subfolder='vae').save_pretrained(
         root / 'vae')
     UNet2DConditionModel(**tiny_unet_cfg()).save_pretrained(root / 'unet')
-    DDPMScheduler(beta_schedule='scaled_linear', beta_start=0.00085, beta_end=0.012,
-                  prediction_type='epsilon', clip_sample=False).save_pretrained(root / 'scheduler')
+    write_sd21_scheduler(root)
     return str(root)
 
 

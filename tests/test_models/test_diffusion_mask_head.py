@@ -134,6 +134,9 @@ def test_needs_exactly_one_unet_source():
 
 
 def test_loads_unet_and_scheduler_from_sd_directory(tiny_sd_dir):
+    """The directory holds SD 2.1-base's own PNDMScheduler file, which lacks timestep_spacing and
+    rescale_betas_zero_snr: the config's overrides of those keys must still win (diffusers lists missing
+    keys in `_use_default_values` and would reset them to their defaults)."""
     head = DiffusionMaskHead(pretrained=tiny_sd_dir, scheduler_cfg=dict(prediction_type='v_prediction',
                                                                         rescale_betas_zero_snr=True,
                                                                         timestep_spacing='trailing'),
@@ -142,8 +145,63 @@ def test_loads_unet_and_scheduler_from_sd_directory(tiny_sd_dir):
     torch.testing.assert_close(head.unet.conv_in.weight[:, 4:], saved.conv_in.weight / 2)
     assert head.train_scheduler.config.beta_schedule == 'scaled_linear'  # from the directory
     assert head.prediction_type == 'v_prediction'  # overridden
+    for scheduler in (head.train_scheduler, head.infer_scheduler):
+        assert scheduler.config.rescale_betas_zero_snr and scheduler.config.timestep_spacing == 'trailing'
+    assert head.train_scheduler.alphas_cumprod[-1] == 0  # zero terminal SNR, not SD's 0.0047
+    scheduler = head.inference_scheduler()
+    scheduler.set_timesteps(1)
+    assert scheduler.timesteps.tolist() == [999]  # one step starts from pure noise (leading: t=1)
+    scheduler.set_timesteps(2)
+    assert scheduler.timesteps.tolist() == [999, 499]
 
 
-def test_missing_weights_path_names_the_fix(tmp_path):
-    with pytest.raises(FileNotFoundError, match='decode_head.pretrained'):
-        DiffusionMaskHead(pretrained=str(tmp_path / 'nowhere'))
+def test_paper_schedule_is_sd21_epsilon_with_trailing_sampling(tiny_sd_dir):
+    """The paper configs' default: noise prediction on SD 2.1-base's own betas, trailing DDIM spacing."""
+    from mmengine.config import Config
+    from ..conftest import REPO_ROOT
+    cfg = Config.fromfile(f'{REPO_ROOT}/configs/_base_/models/digseg_sd21_vitl.py').model.decode_head
+    head = DiffusionMaskHead(pretrained=tiny_sd_dir, scheduler_cfg=cfg.scheduler_cfg, text_token_dim=64,
+                             text_embed_dim=64)
+    assert head.prediction_type == 'epsilon' and not head.train_scheduler.config.rescale_betas_zero_snr
+    reference = DDPMScheduler(beta_schedule='scaled_linear', beta_start=0.00085, beta_end=0.012)
+    torch.testing.assert_close(head.train_scheduler.alphas_cumprod, reference.alphas_cumprod)
+    assert abs(head.train_scheduler.alphas_cumprod[-1].item() - 0.0047) < 1e-4
+    scheduler = head.inference_scheduler()
+    scheduler.set_timesteps(1)
+    assert scheduler.timesteps.tolist() == [999]
+    # the noise target: MSE to epsilon
+    clean, noise, t = torch.randn(2, 4, 8, 8), torch.randn(2, 4, 8, 8), torch.tensor([3, 900])
+    assert torch.equal(head.training_target(clean, noise, t), noise)
+
+
+def test_ignored_pixels_do_not_enter_the_denoising_loss():
+    """Half of each mask is ignore (255 / crop padding): its latent pixels carry no weight. The loss is
+    the MSE over the valid half, computed by hand, and no gradient flows from the ignored half."""
+    head = make_head()
+    g = torch.Generator().manual_seed(0)
+    image, mask = torch.randn(2, 4, 16, 16, generator=g), torch.randn(2, 4, 16, 16, generator=g)
+    tokens, pooled = torch.randn(2, 5, 64, generator=g), torch.randn(2, 64, generator=g)
+    valid = torch.ones(2, 1, 16, 16)
+    valid[..., 8:] = 0
+    outputs = []
+
+    def keep_output(module, args, out):
+        out.sample.retain_grad()
+        outputs.append(out.sample)
+
+    head.unet.register_forward_hook(keep_output)
+    torch.manual_seed(1)
+    loss = head.loss_denoising(image, mask, tokens, pooled, valid)['loss_denoise']
+    loss.backward()
+    [prediction] = outputs
+    assert prediction.grad[..., 8:].abs().max() == 0 and prediction.grad[..., :8].abs().min() > 0
+    torch.manual_seed(1)  # the same noise and timesteps, by hand
+    noise = torch.randn_like(mask)
+    t = torch.randint(0, 1000, (2, ))
+    target = head.training_target(mask, noise, t)
+    torch.testing.assert_close(loss.detach(), ((prediction.detach() - target)[..., :8]**2).mean())
+    # all valid: plain MSE
+    torch.manual_seed(1)
+    outputs.clear()
+    loss = head.loss_denoising(image, mask, tokens, pooled, torch.ones_like(valid))['loss_denoise']
+    torch.testing.assert_close(loss.detach(), ((outputs[0].detach() - target)**2).mean())

@@ -50,6 +50,27 @@ def add_text_class_embedding(unet: UNet2DConditionModel, embed_dim: int) -> None
     unet.register_to_config(class_embed_type='projection', projection_class_embeddings_input_dim=embed_dim)
 
 
+def scheduler_settings(config) -> dict:
+    """A loaded scheduler config as plain settings, without diffusers' private keys.
+
+    A config file that lacks a key (SD 2.1-base's ``PNDMScheduler`` file has no ``timestep_spacing`` or
+    ``rescale_betas_zero_snr``) loads with that key listed in ``_use_default_values``, and ``from_config``
+    then replaces the key by its default even when the caller set it: the overrides would be silently
+    dropped. Without the private keys, every setting given wins.
+    """
+    return {k: v for k, v in dict(config).items() if not k.startswith('_')}
+
+
+def masked_mse(prediction: Tensor, target: Tensor, weight: Optional[Tensor]) -> Tensor:
+    """Mean squared error over latent pixels weighted by ``weight`` (N, 1, h, w), the fraction of valid
+    (not ignored) image pixels under each latent pixel; plain MSE without it."""
+    error = (prediction.float() - target.float())**2
+    if weight is None:
+        return error.mean()
+    weight = weight.to(error.dtype)
+    return (error * weight).sum() / (weight.sum() * error.shape[1]).clamp(min=1)
+
+
 def dice_loss(probs: Tensor, target: Tensor, valid: Tensor, eps: float = 1.0) -> Tensor:
     probs, target = probs * valid, target * valid
     inter = (probs * target).flatten(1).sum(1)
@@ -98,7 +119,7 @@ class DiffusionMaskHead(BaseModule):
                                             'model.decode_head.pretrained')
             base = load_diffusers_part(DDPMScheduler, pretrained, 'scheduler',
                                        'model.decode_head.pretrained').config
-            scheduler_cfg = {**base, **scheduler_cfg}
+            scheduler_cfg = {**scheduler_settings(base), **scheduler_cfg}
         else:
             self.unet = UNet2DConditionModel(**unet_cfg)
         self.threshold = threshold
@@ -161,15 +182,17 @@ class DiffusionMaskHead(BaseModule):
         return prediction
 
     def loss_denoising(self, image_latents: Tensor, mask_latents: Tensor, text_tokens: Tensor,
-                       text_pooled: Tensor, timestep_range: Optional[tuple] = None) -> Dict[str, Tensor]:
-        """The diffusion objective: MSE to the scheduler's own target at a random timestep."""
+                       text_pooled: Tensor, latent_valid: Optional[Tensor] = None,
+                       timestep_range: Optional[tuple] = None) -> Dict[str, Tensor]:
+        """The diffusion objective: MSE to the scheduler's own target at a random timestep, over the
+        latent pixels of valid image pixels (``latent_valid``: fraction valid, (N, 1, h, w))."""
         low, high = timestep_range or (0, self.num_train_timesteps)
         noise = torch.randn_like(mask_latents)
         timesteps = torch.randint(low, high, (mask_latents.shape[0], ), device=mask_latents.device)
         noisy = self.train_scheduler.add_noise(mask_latents, noise, timesteps)
         prediction = self(noisy, image_latents, timesteps, text_tokens, text_pooled)
         target = self.training_target(mask_latents, noise, timesteps)
-        return dict(loss_denoise=F.mse_loss(prediction.float(), target.float()))
+        return dict(loss_denoise=masked_mse(prediction, target, latent_valid))
 
     def single_step(self, image_latents: Tensor, text_tokens: Tensor, text_pooled: Tensor) -> Tensor:
         """Deterministic one-step prediction of the clean mask latent: t=T, zero noise (E2E-FT)."""
@@ -182,9 +205,14 @@ class DiffusionMaskHead(BaseModule):
         return self.predicted_clean(prediction, noisy, timesteps)
 
     def loss_single_step(self, image_latents: Tensor, mask_latents: Optional[Tensor], text_tokens: Tensor,
-                         text_pooled: Tensor, masks: Tensor, valid: Tensor,
-                         decode_masks: Callable[[Tensor], Tensor], loss_weights: dict) -> Dict[str, Tensor]:
-        """End-to-end single-step objective: BCE + Dice on the mask decoded by the frozen VAE."""
+                         text_pooled: Tensor, latent_valid: Optional[Tensor], masks: Tensor, valid: Tensor,
+                         decode_masks: Callable[[Tensor], Tensor], loss_weights: dict,
+                         ce_target: Optional[Tensor] = None, ignore_index: int = 255) -> Dict[str, Tensor]:
+        """End-to-end single-step objective: BCE + Dice on the mask decoded by the frozen VAE.
+
+        With ``ce_target`` (B, H, W) the pairs are every class of each image in vocabulary order, and a
+        per-pixel cross-entropy across them (on logit(score)) teaches the U-Net what inference's argmax
+        asks: which class is highest, not only whether each one is present."""
         clean = self.single_step(image_latents, text_tokens, text_pooled)
         probs = ((decode_masks(clean) + 1) / 2).clamp(1e-4, 1 - 1e-4)
         target, valid = masks.float(), valid.float()
@@ -195,7 +223,11 @@ class DiffusionMaskHead(BaseModule):
         losses = dict(loss_bce=loss_weights.get('bce', 1.0) * bce,
                       loss_dice=loss_weights.get('dice', 1.0) * dice_loss(probs, target, valid))
         if loss_weights.get('latent', 0):
-            losses['loss_latent'] = loss_weights['latent'] * F.mse_loss(clean.float(), mask_latents.float())
+            losses['loss_latent'] = loss_weights['latent'] * masked_mse(clean, mask_latents, latent_valid)
+        if ce_target is not None:
+            logits = (probs.log() - (1 - probs).log()).view(ce_target.shape[0], -1, *probs.shape[-2:])
+            ce = F.cross_entropy(logits, ce_target, ignore_index=ignore_index, reduction='sum')
+            losses['loss_ce'] = loss_weights['ce'] * ce / (ce_target != ignore_index).sum().clamp(min=1)
         return losses
 
     def inference_scheduler(self, timestep_spacing: Optional[str] = None) -> DDIMScheduler:
