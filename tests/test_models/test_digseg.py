@@ -19,21 +19,21 @@ def test_labels_follow_the_vocabulary_order(tiny_model):
     tiny_model.eval()
     image = torch.rand(1, 3, 64, 64) * 2 - 1
     names = list(tiny_model.class_names)
-    latents = tiny_model.extract_feat(image)
-    scores = tiny_model.score_classes(latents, names)
+    scores = tiny_model.score_classes(image, names)
     order = [3, 0, 5, 1, 4, 2]
-    permuted = tiny_model.score_classes(latents, [names[i] for i in order])
+    permuted = tiny_model.score_classes(image, [names[i] for i in order])
     torch.testing.assert_close(permuted, scores[:, order], atol=1e-5, rtol=1e-4)
     # chunking the classes through the U-Net changes nothing
     tiny_model.test_cfg['class_chunk_size'] = 4
-    torch.testing.assert_close(tiny_model.score_classes(latents, names), scores, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(tiny_model.score_classes(image, names), scores, atol=1e-5, rtol=1e-4)
 
 
 def test_ensemble_members_are_averaged_in_latent_space(tiny_model):
     tiny_model.eval()
     tiny_model.test_cfg.update(init_noise='gaussian', ensemble_size=3, num_steps=2)
-    latents = tiny_model.extract_feat(torch.rand(1, 3, 64, 64) * 2 - 1)
-    scores = tiny_model.score_classes(latents, ['disc'])
+    image = torch.rand(1, 3, 64, 64) * 2 - 1
+    latents = tiny_model.extract_feat(image)
+    scores = tiny_model.score_classes(image, ['disc'])
     # the same thing by hand
     head, vae = tiny_model.decode_head, tiny_model.backbone
     pooled, tokens = tiny_model.text_encoder(['disc'])
@@ -198,3 +198,111 @@ def test_single_step_objective_learns_a_batch(tiny_model):
         optimizer.step()
         losses.append(loss.item())
     assert sum(losses[-3:]) / 3 < 0.5 * losses[0], losses
+
+
+def test_every_class_of_every_image_with_cross_entropy(tiny_model):
+    """num_positive=num_negative=None: each image gets the whole vocabulary in order, and the
+    cross-entropy across its classes equals F.cross_entropy on logit(score), ignoring 255."""
+    import torch.nn.functional as F
+    tiny_model.train()
+    tiny_model.train_cfg.update(objective='single_step', num_positive=None, num_negative=None,
+                                loss_weights=dict(bce=1.0, dice=1.0, ce=1.0))
+    img_idx, cls_idx = tiny_model._sample_pairs(torch.zeros(2, 8, 8, dtype=torch.long), 6)
+    assert img_idx.tolist() == [0] * 6 + [1] * 6 and cls_idx.tolist() == list(range(6)) * 2
+    inputs, samples = make_batch()
+    torch.manual_seed(0)
+    losses = tiny_model.loss(inputs, samples)
+    assert set(losses) == {'loss_bce', 'loss_dice', 'loss_ce'}
+    with torch.no_grad():
+        scores = tiny_model.score_classes(inputs, tiny_model.class_names)  # zeros init: the training pass
+    gt = torch.stack([s.gt_sem_seg.data[0] for s in samples])
+    expected = F.cross_entropy(scores_to_logits(scores), gt, ignore_index=255)
+    torch.testing.assert_close(losses['loss_ce'].detach(), expected, atol=1e-4, rtol=1e-4)
+
+
+def test_cross_entropy_needs_every_class(tiny_cfg):
+    from mmseg.registry import MODELS
+    with pytest.raises(ValueError, match='num_positive=num_negative=None'):
+        MODELS.build(dict(tiny_cfg.model, train_cfg=dict(objective='single_step', loss_weights=dict(ce=1.0))))
+
+
+@pytest.mark.parametrize('part, key', [('train_cfg', 'num_positives'), ('test_cfg', 'ensemble_sizes'),
+                                       ('train_cfg', 'loss_weights')])
+def test_unknown_config_keys_are_errors_listing_the_valid_ones(tiny_cfg, part, key):
+    from mmseg.registry import MODELS
+    value = dict(bcee=1.0) if key == 'loss_weights' else 2
+    bad = 'bcee' if key == 'loss_weights' else key
+    with pytest.raises(ValueError, match=rf"Unknown key\(s\) \['{bad}'\].*valid keys: \[.*"):
+        MODELS.build(dict(tiny_cfg.model, **{part: {key: value}}))
+
+
+def test_slide_with_one_window_equals_whole(tiny_model):
+    tiny_model.eval()
+    tiny_model.test_cfg.update(init_noise='gaussian')
+    image = torch.rand(1, 3, 50, 61, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    whole = tiny_model.encode_decode(image, [])
+    tiny_model.test_cfg.update(mode='slide', crop_size=(64, 64), stride=(48, 48))
+    assert tiny_model.windows(50, 61) == [(0, 50, 0, 61)]
+    torch.testing.assert_close(tiny_model.encode_decode(image, []), whole)
+
+
+def test_slide_windows_are_mmsegs_and_only_window_sized_tensors_run(tiny_model):
+    """A 64x128 image in 64x64 windows every 32 px: MMSeg's grid; the U-Net and the VAE decoder only
+    ever see one window's latent (so peak memory follows the window, not the image); pixels covered by
+    one window equal that window predicted alone, overlaps are the mean."""
+    tiny_model.eval()
+    tiny_model.test_cfg.update(init_noise='gaussian', mode='slide', crop_size=(64, 64), stride=(32, 32),
+                               class_chunk_size=6)
+    assert tiny_model.windows(64, 128) == [(0, 64, 0, 64), (0, 64, 32, 96), (0, 64, 64, 128)]
+    image = torch.rand(1, 3, 64, 128, generator=torch.Generator().manual_seed(4)) * 2 - 1
+    unet_inputs = count_unet_batches(tiny_model)
+    decoded = []
+    tiny_model.backbone.vae.decoder.register_forward_hook(lambda m, a, out: decoded.append(tuple(out.shape)))
+    scores = tiny_model.score_classes(image, tiny_model.class_names)[0]
+    assert unet_inputs == [(6, 8, 16, 16)] * 3 and set(decoded) == {(6, 3, 64, 64)}
+    tiny_model.test_cfg.update(mode='whole')
+    windows = [tiny_model.score_classes(image[..., x:x + 64], tiny_model.class_names)[0] for x in (0, 32, 64)]
+    torch.testing.assert_close(scores[..., :32], windows[0][..., :32])
+    torch.testing.assert_close(scores[..., 32:64], (windows[0][..., 32:] + windows[1][..., :32]) / 2)
+    torch.testing.assert_close(scores[..., 96:], windows[2][..., 32:])
+
+
+def test_slide_needs_crop_and_stride(tiny_cfg):
+    from mmseg.registry import MODELS
+    with pytest.raises(ValueError, match='crop_size'):
+        MODELS.build(dict(tiny_cfg.model, test_cfg=dict(mode='slide')))
+
+
+def test_half_precision_inference_is_close_to_fp32(tiny_model):
+    tiny_model.eval()
+    image = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(5)) * 2 - 1
+    meta = dict(ori_shape=(64, 64), img_shape=(64, 64), pad_shape=(64, 64), padding_size=[0, 0, 0, 0])
+    [fp32] = tiny_model.predict(image, [SegDataSample(metainfo=meta)])
+    calls = []
+    tiny_model.decode_head.unet.register_forward_hook(lambda m, a, out: calls.append(out.sample.dtype))
+    tiny_model.test_cfg['precision'] = 'bf16'
+    [bf16] = tiny_model.predict(image, [SegDataSample(metainfo=meta)])
+    assert calls and set(calls) == {torch.bfloat16}  # the U-Net really ran in bf16
+    assert bf16.seg_logits.data.dtype == torch.float32
+    assert (bf16.seg_logits.data.sigmoid() - fp32.seg_logits.data.sigmoid()).abs().mean() < 0.02
+    # (labels are not compared: an untrained model's classes are near ties, which any rounding flips)
+    assert (bf16.seg_logits.data.sigmoid() - fp32.seg_logits.data.sigmoid()).abs().max() < 0.15
+
+
+def test_checkpoints_hold_only_what_trains(tiny_model, tiny_cfg, tmp_path):
+    """The frozen VAE and text tower stay out of state_dict; such a state dict loads strictly (torch) and
+    without missing keys (mmengine's loader, as init_model and --resume use it)."""
+    from mmengine.runner.checkpoint import load_state_dict
+    from mmseg.registry import MODELS
+    state = tiny_model.state_dict()
+    assert state and not [k for k in state if k.startswith(('backbone.', 'text_encoder.'))]
+    assert 'decode_head.text_proj.weight' in state
+    torch.manual_seed(1)
+    other = MODELS.build(tiny_cfg.model)
+    other.load_state_dict(state, strict=True)
+    for key, value in other.state_dict().items():
+        assert torch.equal(value, state[key]), key
+    torch.manual_seed(2)
+    third = MODELS.build(tiny_cfg.model)
+    load_state_dict(third, dict(state), strict=True)  # raises on missing or unexpected keys
+    assert torch.equal(third.decode_head.unet.conv_in.weight, tiny_model.decode_head.unet.conv_in.weight)

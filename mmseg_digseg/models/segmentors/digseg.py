@@ -16,14 +16,21 @@ from ...datasets.vocabularies import load_vocabulary
 
 DEFAULT_TRAIN_CFG = dict(
     objective='denoising',  # or 'single_step' (end to end through the frozen VAE decoder)
-    num_positive=2,  # present classes drawn per image and step
-    num_negative=1,  # absent classes (all-negative masks) drawn per image and step
+    num_positive=2,  # present classes drawn per image and step; None: all of them
+    num_negative=1,  # absent classes (all-negative masks) drawn per image and step; None: all of them
+    # (both None: every class of the vocabulary for every image, as inference compares them)
     timestep_range=None,  # denoising only: (low, high) training timesteps; None: all. Few-step
     # sampling starts at t=T, so biasing training toward high noise spends the budget where it is used.
-    loss_weights=dict(bce=1.0, dice=1.0, latent=0.0),  # single_step only
-    ignore_index=255)
+    # single_step: bce, dice, latent (MSE), ce (per-pixel cross-entropy across an image's classes on
+    # their logits: needs every class, num_positive=num_negative=None); denoising ignores them
+    loss_weights=dict(bce=1.0, dice=1.0, latent=0.0, ce=0.0),
+    ignore_index=255)  # pixels left out of every loss (ADE20K's "other", crop padding)
 
 DEFAULT_TEST_CFG = dict(
+    mode='whole',  # or 'slide': windows of crop_size every stride (MMSeg's slide_inference), averaged
+    crop_size=None,  # slide: (h, w) window in image pixels
+    stride=None,  # slide: (h, w) step in image pixels
+    precision=None,  # None/'fp32', or 'bf16' / 'fp16': U-Net and VAE under autocast (text stays fp32)
     preset=None,  # a paper row of ensemble size x steps, e.g. '4x2' (see INFERENCE_PRESETS)
     num_steps=1,  # DDIM steps (trailing spacing starts at t=T)
     ensemble_size=1,  # members with different start noise, averaged in latent space
@@ -35,6 +42,17 @@ DEFAULT_TEST_CFG = dict(
     return_logits=True,  # False: label maps only, built chunk by chunk, so memory does not grow with
     # the vocabulary (ADE-847); TTA averages logits and needs True
     seed=0)  # start noise is seeded per image: predictions are reproducible and order-independent
+
+LOSS_NAMES = ('bce', 'dice', 'latent', 'ce')
+PRECISIONS = {None: None, 'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
+
+
+def merge_checked(name: str, defaults: dict, given: Optional[dict]) -> dict:
+    """``{**defaults, **given}``, refusing keys that ``defaults`` does not have (a typo would be ignored)."""
+    unknown = sorted(set(given or {}) - set(defaults))
+    if unknown:
+        raise ValueError(f'Unknown key(s) {unknown} in model.{name}; valid keys: {sorted(defaults)}.')
+    return {**defaults, **(given or {})}
 
 
 # The paper's E x Step ablation rows (ensemble size x denoising steps); '20x50' is "w/o trailing".
@@ -69,6 +87,22 @@ def pad_to_multiple(x: Tensor, multiple: int, value: float) -> Tensor:
     if ph == 0 and pw == 0:
         return x
     return F.pad(x, (0, pw, 0, ph), value=value)
+
+
+FROZEN_PARTS = ('backbone', 'text_encoder')
+
+
+def _drop_frozen_parts(module, state_dict, prefix, local_metadata):
+    for key in [k for k in state_dict if k.startswith(tuple(f'{prefix}{part}.' for part in FROZEN_PARTS))]:
+        del state_dict[key]
+
+
+def _fill_frozen_parts(module, state_dict, prefix, *args):
+    """A checkpoint without the frozen parts loads them as they are (torch's and mmengine's loaders alike:
+    both run this hook before loading the children, so nothing is reported missing)."""
+    for part in FROZEN_PARTS:
+        for key, value in getattr(module, part).state_dict(prefix=f'{prefix}{part}.').items():
+            state_dict.setdefault(key, value)
 
 
 @MODELS.register_module()
@@ -114,8 +148,9 @@ class DiGSeg(BaseSegmentor):
                  text_token_dim=self.text_encoder.token_dim,
                  text_embed_dim=self.text_encoder.embed_dim))
         self.class_names = class_names
-        self.train_cfg = {**DEFAULT_TRAIN_CFG, **(train_cfg or {})}
-        self.test_cfg = {**DEFAULT_TEST_CFG, **(test_cfg or {})}
+        self.train_cfg = merge_checked('train_cfg', DEFAULT_TRAIN_CFG, train_cfg)
+        self.test_cfg = merge_checked('test_cfg', DEFAULT_TEST_CFG, test_cfg)
+        merge_checked('train_cfg.loss_weights', dict.fromkeys(LOSS_NAMES), self.train_cfg['loss_weights'])
         preset = self.test_cfg['preset']
         if preset is not None:
             if preset not in INFERENCE_PRESETS:
@@ -126,6 +161,17 @@ class DiGSeg(BaseSegmentor):
                              f"got {self.train_cfg['objective']!r}.")
         if self.test_cfg['init_noise'] not in ('gaussian', 'zeros'):
             raise ValueError(f"test_cfg.init_noise must be 'gaussian' or 'zeros', got {self.test_cfg['init_noise']!r}.")
+        if self.test_cfg['precision'] not in PRECISIONS:
+            raise ValueError(f"test_cfg.precision must be one of {list(PRECISIONS)}, got {self.test_cfg['precision']!r}.")
+        if self.test_cfg['mode'] not in ('whole', 'slide'):
+            raise ValueError(f"test_cfg.mode must be 'whole' or 'slide', got {self.test_cfg['mode']!r}.")
+        if self.test_cfg['mode'] == 'slide' and not (self.test_cfg['crop_size'] and self.test_cfg['stride']):
+            raise ValueError("test_cfg.mode='slide' needs crop_size=(h, w) and stride=(h, w) in image pixels.")
+        if self.train_cfg['loss_weights'].get('ce') and not (
+                self.train_cfg['objective'] == 'single_step' and self.train_cfg['num_positive'] is None
+                and self.train_cfg['num_negative'] is None):
+            raise ValueError('train_cfg.loss_weights.ce compares every class of an image on decoded masks: '
+                             "it needs objective='single_step' and num_positive=num_negative=None.")
         topk = self.test_cfg['topk_classes']
         if topk is not None and (not isinstance(topk, int) or topk < 1):
             raise ValueError(f'test_cfg.topk_classes must be a positive int (or None: no pruning), got {topk!r}.')
@@ -133,6 +179,10 @@ class DiGSeg(BaseSegmentor):
             print_log(f"test_cfg.num_steps={self.test_cfg['num_steps']}: with trailing spacing, more than "
                       'a few steps rarely helps and costs a U-Net pass per class each.', 'current', 30)
         self.align_corners = False
+        # The frozen VAE and text tower are rebuilt from their own weights (the config's paths), so
+        # checkpoints keep only what trains: about 1 GB less per checkpoint at SD 2.1 + ViT-L/14 scale.
+        self.register_state_dict_post_hook(_drop_frozen_parts)
+        self.register_load_state_dict_pre_hook(_fill_frozen_parts)
 
     # ---- vocabulary -------------------------------------------------------------------------------
     @property
@@ -185,8 +235,13 @@ class DiGSeg(BaseSegmentor):
 
     # ---- training -------------------------------------------------------------------------------
     def _sample_pairs(self, gt: Tensor, num_classes: int) -> Tuple[Tensor, Tensor]:
-        """Draw (image index, class index) pairs: present classes and absent ones per image."""
+        """Draw (image index, class index) pairs: present classes and absent ones per image. With
+        ``num_positive=num_negative=None`` every image gets every class, in vocabulary order."""
         cfg = self.train_cfg
+        if cfg['num_positive'] is None and cfg['num_negative'] is None:
+            images = torch.arange(gt.shape[0], device=gt.device)
+            classes = torch.arange(num_classes, device=gt.device)
+            return images.repeat_interleave(num_classes), classes.repeat(gt.shape[0])
         img_idx, cls_idx = [], []
         for b in range(gt.shape[0]):
             labels = gt[b].unique()
@@ -208,18 +263,21 @@ class DiGSeg(BaseSegmentor):
         inputs, gt = self._pad(inputs, 0.0), self._pad(gt, cfg['ignore_index'])
         image_latents = self.extract_feat(inputs)
         img_idx, cls_idx = self._sample_pairs(gt, len(names))
-        gt = gt[img_idx]
-        masks = gt == cls_idx[:, None, None]
-        valid = gt != cfg['ignore_index']
+        gt_pairs = gt[img_idx]
+        masks = gt_pairs == cls_idx[:, None, None]
+        valid = gt_pairs != cfg['ignore_index']
+        # the fraction of valid pixels under each latent pixel weighs the latent losses
+        latent_valid = F.avg_pool2d(valid[:, None].float(), self.backbone.downsample_factor)
         # the single-step objective compares decoded masks; it needs mask latents only for its latent term
         needs_latents = cfg['objective'] == 'denoising' or cfg['loss_weights'].get('latent', 0)
         mask_latents = self.backbone.encode_masks(masks) if needs_latents else None
         pooled, tokens = self.text_encoder(names)
-        args = (image_latents[img_idx], mask_latents, tokens[cls_idx], pooled[cls_idx])
+        args = (image_latents[img_idx], mask_latents, tokens[cls_idx], pooled[cls_idx], latent_valid)
         if cfg['objective'] == 'denoising':
             return self.decode_head.loss_denoising(*args, timestep_range=cfg['timestep_range'])
+        ce_target = gt if cfg['loss_weights'].get('ce') else None  # (B, H, W): pairs are (image, every class)
         return self.decode_head.loss_single_step(*args, masks, valid, self.backbone.decode_masks,
-                                                 cfg['loss_weights'])
+                                                 cfg['loss_weights'], ce_target, cfg['ignore_index'])
 
     # ---- inference ------------------------------------------------------------------------------
     def _start_noise(self, image_latent: Tensor, num_members: int, seed: int) -> Tensor:
@@ -232,66 +290,113 @@ class DiGSeg(BaseSegmentor):
         return torch.randn(shape, generator=generator, device=image_latent.device).to(image_latent.dtype)
 
     @torch.no_grad()
-    def _score_chunks(self, image_latent: Tensor, pooled: Tensor, tokens: Tensor, class_idx: Tensor,
-                      noise: Tensor, num_steps: int) -> Iterator[Tuple[Tensor, Tensor]]:
-        """Yield (class indices, scores (n, H, W) in [0, 1]) for one image latent (1, c, h, w), a chunk
-        of ``class_chunk_size`` classes (times the ensemble members) per U-Net batch."""
-        num_members, (c, h, w) = noise.shape[0], image_latent.shape[1:]
-        chunk = max(1, self.test_cfg['class_chunk_size'])
-        for start in range(0, len(class_idx), chunk):
-            idx = class_idx[start:start + chunk]
-            n = len(idx)
-            latents = self.decode_head.sample(
-                image_latent.expand(n * num_members, -1, -1, -1),
-                tokens[idx].repeat_interleave(num_members, 0),
-                pooled[idx].repeat_interleave(num_members, 0),
-                noise.repeat(n, 1, 1, 1),
-                num_steps,
-                self.test_cfg['timestep_spacing'])
-            latents = latents.view(n, num_members, c, h, w).mean(1)  # ensemble: average in latent space
-            yield idx, ((self.backbone.decode_masks(latents) + 1) / 2).clamp(0, 1)
+    def _denoise_scores(self, image_latent: Tensor, pooled: Tensor, tokens: Tensor, idx: Tensor, noise: Tensor,
+                        num_steps: int) -> Tensor:
+        """Scores (n, H, W) in [0, 1] of the classes ``idx`` for one image latent (1, c, h, w): one U-Net
+        batch of n classes x the ensemble members, averaged in latent space, then one decode per class."""
+        n, num_members, (c, h, w) = len(idx), noise.shape[0], image_latent.shape[1:]
+        latents = self.decode_head.sample(
+            image_latent.expand(n * num_members, -1, -1, -1),
+            tokens[idx].repeat_interleave(num_members, 0),
+            pooled[idx].repeat_interleave(num_members, 0),
+            noise.repeat(n, 1, 1, 1),
+            num_steps,
+            self.test_cfg['timestep_spacing'])
+        latents = latents.view(n, num_members, c, h, w).mean(1)
+        return ((self.backbone.decode_masks(latents).float() + 1) / 2).clamp(0, 1)
+
+    def windows(self, height: int, width: int) -> List[Tuple[int, int, int, int]]:
+        """(y1, y2, x1, x2) windows: the whole image, or MMSeg's ``slide_inference`` grid."""
+        if self.test_cfg['mode'] == 'whole':
+            return [(0, height, 0, width)]
+        (h_crop, w_crop), (h_stride, w_stride) = self.test_cfg['crop_size'], self.test_cfg['stride']
+        h_grids = max(height - h_crop + h_stride - 1, 0) // h_stride + 1
+        w_grids = max(width - w_crop + w_stride - 1, 0) // w_stride + 1
+        boxes = []
+        for h_idx in range(h_grids):
+            for w_idx in range(w_grids):
+                y2, x2 = min(h_idx * h_stride + h_crop, height), min(w_idx * w_stride + w_crop, width)
+                boxes.append((max(y2 - h_crop, 0), y2, max(x2 - w_crop, 0), x2))
+        return boxes
+
+    def _prescore_latent(self, image: Tensor, window_latents: List[Tensor]) -> Tensor:
+        """The image latent the top-K pre-score looks at: the whole image's (several windows: the image
+        shrunk to fit one window), at ``prescore_scale``."""
+        latent = window_latents[0]
+        if len(window_latents) > 1:
+            h_crop, w_crop = self.test_cfg['crop_size']
+            scale = min(h_crop / image.shape[-2], w_crop / image.shape[-1])
+            size = [max(1, round(s * scale)) for s in image.shape[-2:]]
+            latent = self.extract_feat(self._pad(F.interpolate(image, size=size, mode='bilinear',
+                                                               antialias=True), 0.0))
+        if self.test_cfg['prescore_scale'] != 1:
+            size = [max(1, round(s * self.test_cfg['prescore_scale'])) for s in latent.shape[-2:]]
+            latent = F.interpolate(latent, size=size, mode='bilinear', antialias=True)
+        return latent
 
     @torch.no_grad()
-    def select_classes(self, image_latent: Tensor, pooled: Tensor, tokens: Tensor, seed: int) -> Tensor:
+    def select_classes(self, image: Tensor, window_latents: List[Tensor], pooled: Tensor, tokens: Tensor,
+                       seed: int) -> Tensor:
         """Indices of the classes to denoise for one image: all of them, or with ``topk_classes=K`` the K
-        best by a cheap pre-score (one step, one member, on the image latent scaled by ``prescore_scale``),
+        best by a cheap pre-score (one step, one member, on the latent from ``_prescore_latent``),
         in vocabulary order. A class's pre-score is its mean score, the expected fraction of the image it
         covers: unlike the highest pixel score it does not saturate at 1 for every class with a few sure
         pixels, so the ranking stays informative."""
-        cfg = self.test_cfg
-        num_classes, k = len(pooled), cfg['topk_classes']
+        num_classes, k = len(pooled), self.test_cfg['topk_classes']
         all_classes = torch.arange(num_classes, device=pooled.device)
         if k is None or k >= num_classes:
             return all_classes
-        if cfg['prescore_scale'] != 1:
-            size = [max(1, round(s * cfg['prescore_scale'])) for s in image_latent.shape[-2:]]
-            image_latent = F.interpolate(image_latent, size=size, mode='bilinear', antialias=True)
-        prescore = pooled.new_empty(num_classes)
+        image_latent = self._prescore_latent(image, window_latents)
         noise = self._start_noise(image_latent, 1, seed)
-        for idx, scores in self._score_chunks(image_latent, pooled, tokens, all_classes, noise, num_steps=1):
-            prescore[idx] = scores.flatten(1).mean(1)
+        chunk = max(1, self.test_cfg['class_chunk_size'])
+        prescore = torch.cat([
+            self._denoise_scores(image_latent, pooled, tokens, all_classes[i:i + chunk], noise, 1).flatten(1).mean(1)
+            for i in range(0, num_classes, chunk)
+        ])
         return prescore.topk(k).indices.sort().values
 
     @torch.no_grad()
-    def class_scores(self, image_latents: Tensor, class_names: Sequence[str]) -> Iterator[Iterator]:
-        """For each image, an iterator over (class indices, scores (n, H, W)) chunks for the classes
-        ``select_classes`` keeps, in vocabulary order. Each image latent is computed once and shared by
-        every class, step and ensemble member; chunks are computed as they are consumed."""
+    def class_scores(self, inputs: Tensor, class_names: Sequence[str]) -> Iterator[Iterator[Tuple[Tensor, Tensor]]]:
+        """For each image of ``inputs`` (B, 3, H, W) in [-1, 1], an iterator over (class indices, scores
+        (n, H, W) in [0, 1]) chunks, ``class_chunk_size`` classes per U-Net batch, for the classes
+        ``select_classes`` keeps, in vocabulary order; chunks are computed as they are consumed.
+
+        Each image (or each window, with ``mode='slide'``) is VAE-encoded once and shared by every class,
+        step and ensemble member; windows are averaged where they overlap, as MMSeg does."""
         cfg = self.test_cfg
         pooled, tokens = self.text_encoder(class_names)
-        for b in range(image_latents.shape[0]):
-            latent = image_latents[b:b + 1]
-            kept = self.select_classes(latent, pooled, tokens, cfg['seed'] + b)
-            noise = self._start_noise(latent, cfg['ensemble_size'], cfg['seed'] + b)
-            yield self._score_chunks(latent, pooled, tokens, kept, noise, cfg['num_steps'])
+        for b in range(inputs.shape[0]):
+            image = inputs[b:b + 1]
+            boxes = self.windows(*image.shape[-2:])
+            latents = [self.extract_feat(self._pad(image[..., y1:y2, x1:x2], 0.0)) for y1, y2, x1, x2 in boxes]
+            kept = self.select_classes(image, latents, pooled, tokens, cfg['seed'] + b)
+            yield self._window_chunks(image.shape[-2:], boxes, latents, pooled, tokens, kept, cfg['seed'] + b)
+
+    def _window_chunks(self, size: Tuple[int, int], boxes: list, latents: List[Tensor], pooled: Tensor,
+                       tokens: Tensor, class_idx: Tensor, seed: int) -> Iterator[Tuple[Tensor, Tensor]]:
+        cfg = self.test_cfg
+        noise = self._start_noise(latents[0], cfg['ensemble_size'], seed)  # windows share one size
+        count = latents[0].new_zeros(size, dtype=torch.float32)
+        for y1, y2, x1, x2 in boxes:
+            count[y1:y2, x1:x2] += 1
+        chunk = max(1, cfg['class_chunk_size'])
+        for start in range(0, len(class_idx), chunk):
+            idx = class_idx[start:start + chunk]
+            if len(boxes) == 1:  # the whole image: no accumulation needed
+                yield idx, self._denoise_scores(latents[0], pooled, tokens, idx, noise, cfg['num_steps'])[
+                    :, :size[0], :size[1]]
+                continue
+            total = count.new_zeros((len(idx), *size))
+            for (y1, y2, x1, x2), latent in zip(boxes, latents):
+                scores = self._denoise_scores(latent, pooled, tokens, idx, noise, cfg['num_steps'])
+                total[:, y1:y2, x1:x2] += scores[:, :y2 - y1, :x2 - x1]
+            yield idx, total / count
 
     @torch.no_grad()
-    def score_classes(self, image_latents: Tensor, class_names: Sequence[str]) -> Tensor:
-        """Image latents (B, c, h, w) -> per-class scores (B, C, H, W) in [0, 1]; 0 for pruned classes."""
-        factor = self.backbone.downsample_factor
-        B, _, h, w = image_latents.shape
-        scores = image_latents.new_zeros(B, len(class_names), h * factor, w * factor)
-        for b, chunks in enumerate(self.class_scores(image_latents, class_names)):
+    def score_classes(self, inputs: Tensor, class_names: Sequence[str]) -> Tensor:
+        """Images (B, 3, H, W) in [-1, 1] -> per-class scores (B, C, H, W) in [0, 1]; 0 for pruned classes."""
+        scores = inputs.new_zeros(inputs.shape[0], len(class_names), *inputs.shape[-2:], dtype=torch.float32)
+        for b, chunks in enumerate(self.class_scores(inputs, class_names)):
             for idx, chunk_scores in chunks:
                 scores[b, idx] = chunk_scores
         return scores
@@ -299,13 +404,17 @@ class DiGSeg(BaseSegmentor):
     def encode_decode(self, inputs: Tensor, batch_img_metas: List[dict]) -> Tensor:
         """Images -> per-class logits (B, C, H, W) at the input size (see ``scores_to_logits``);
         classes pruned by ``topk_classes`` get ``PRUNED_LOGIT``, below every computed logit."""
-        H, W = inputs.shape[-2:]
-        image_latents = self.extract_feat(self._pad(inputs, 0.0))
-        logits = inputs.new_full((inputs.shape[0], len(self.class_names), H, W), PRUNED_LOGIT)
-        for b, chunks in enumerate(self.class_scores(image_latents, self.class_names)):
+        logits = inputs.new_full((inputs.shape[0], len(self.class_names), *inputs.shape[-2:]), PRUNED_LOGIT,
+                                 dtype=torch.float32)
+        for b, chunks in enumerate(self.class_scores(inputs, self.class_names)):
             for idx, scores in chunks:
-                logits[b, idx] = scores_to_logits(scores[:, :H, :W])
+                logits[b, idx] = scores_to_logits(scores)
         return logits
+
+    def inference_autocast(self, device_type: str):
+        """``test_cfg.precision``: the U-Net and VAE under bf16/fp16 autocast; text features stay fp32."""
+        dtype = PRECISIONS[self.test_cfg['precision']]
+        return torch.autocast(device_type, dtype=dtype or torch.float32, enabled=dtype is not None)
 
     def _to_original(self, logits: Tensor, img_meta: dict) -> Tensor:
         """Logits (n, H, W) at the input size -> the original image's size, as ``postprocess_result``
@@ -322,12 +431,10 @@ class DiGSeg(BaseSegmentor):
         """Label maps by a running argmax over class chunks: memory does not grow with the vocabulary
         (no (C, H, W) logits are kept). Same labels as ``postprocess_result`` on the full logits: the
         resize is per class, and ties go to the first class in both."""
-        H, W = inputs.shape[-2:]
-        image_latents = self.extract_feat(self._pad(inputs, 0.0))
-        for data_sample, chunks in zip(data_samples, self.class_scores(image_latents, self.class_names)):
+        for data_sample, chunks in zip(data_samples, self.class_scores(inputs, self.class_names)):
             best = labels = None
             for idx, scores in chunks:
-                chunk_best, chunk_arg = self._to_original(scores_to_logits(scores[:, :H, :W]),
+                chunk_best, chunk_arg = self._to_original(scores_to_logits(scores),
                                                           data_sample.metainfo).max(0)
                 if best is None:
                     best, labels = chunk_best, idx[chunk_arg]
@@ -338,6 +445,10 @@ class DiGSeg(BaseSegmentor):
         return data_samples
 
     def predict(self, inputs: Tensor, data_samples: OptSampleList = None) -> SampleList:
+        with self.inference_autocast(inputs.device.type):
+            return self._predict(inputs, data_samples)
+
+    def _predict(self, inputs: Tensor, data_samples: OptSampleList = None) -> SampleList:
         if data_samples is not None and not self.test_cfg['return_logits'] and len(self.class_names) > 1:
             return self._predict_labels_only(inputs, data_samples)
         if data_samples is not None:
@@ -350,4 +461,5 @@ class DiGSeg(BaseSegmentor):
         return self.postprocess_result(seg_logits, data_samples)
 
     def _forward(self, inputs: Tensor, data_samples: OptSampleList = None) -> Tensor:
-        return self.encode_decode(inputs, [ds.metainfo for ds in data_samples or []])
+        with self.inference_autocast(inputs.device.type):
+            return self.encode_decode(inputs, [ds.metainfo for ds in data_samples or []])
