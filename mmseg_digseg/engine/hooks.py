@@ -1,4 +1,5 @@
-"""Runner hooks: the vocabulary agrees with the dataset, and training stops on a non-finite loss."""
+"""Runner hooks: the vocabulary agrees with the dataset, inference cost is logged, and training stops on a
+non-finite loss."""
 import math
 
 from mmengine.hooks import Hook
@@ -14,14 +15,52 @@ def _unwrap(model):
     return getattr(model, 'module', model)  # SegTTAModel wraps the segmentor too
 
 
+def num_tta_views(dataset) -> int:
+    """Views per image of a dataset whose pipeline has a ``TestTimeAug`` (1 without)."""
+    for transform in getattr(dataset.pipeline, 'transforms', []):
+        if hasattr(transform, 'subroutines'):  # mmcv's TestTimeAug: one Compose per view
+            return len(transform.subroutines)
+    return 1
+
+
+def inference_cost(model: DiGSeg, num_views: int = 1, num_windows: int = 1) -> dict:
+    """U-Net passes and VAE decodes (and encodes) per image, for ``model.test_cfg`` and its vocabulary."""
+    cfg = model.test_cfg
+    num_classes = len(model.class_names)
+    kept = num_classes if cfg['topk_classes'] is None else min(cfg['topk_classes'], num_classes)
+    prescore = num_classes if kept < num_classes else 0  # one step, one member, at prescore_scale
+    per_view = dict(unet=num_windows * kept * cfg['ensemble_size'] * cfg['num_steps'] + prescore,
+                    decodes=num_windows * kept + prescore, encodes=num_windows)
+    return {k: v * num_views for k, v in per_view.items()}
+
+
+def log_inference_cost(runner, loop_name):
+    model = _unwrap(runner.model)
+    if not isinstance(model, DiGSeg):
+        return
+    dataset = getattr(runner, loop_name).dataloader.dataset
+    views, cfg = num_tta_views(dataset), model.test_cfg
+    cost = inference_cost(model, views)
+    windows = ' per window (test_cfg.mode=slide)' if cfg['mode'] == 'slide' else ''
+    print_log(
+        f'{loop_name.replace("_loop", "").capitalize()}: {len(dataset)} images, {len(model.class_names)} classes, '
+        f'{views} view(s), ensemble {cfg["ensemble_size"]} x {cfg["num_steps"]} step(s): {cost["unet"]} U-Net '
+        f'passes and {cost["decodes"]} VAE decodes per image{windows}. Fewer: test_cfg.topk_classes, '
+        f'a smaller preset, no --tta; during training, a larger train_cfg.val_interval.', 'current')
+
+
 @HOOKS.register_module()
 class DiGSegVocabularyHook(Hook):
     """Check the model's vocabulary against the dataset's classes before each loop.
 
     A model without ``class_names`` takes the dataset's classes; one whose vocabulary has a different
-    size would produce labels that do not index the dataset's classes, so it is an error.
+    size would produce labels that do not index the dataset's classes, so it is an error. Validation may
+    use other classes than training (a held-out class): after it the training vocabulary is restored, so
+    training never sees the validation names. Before validation and testing, the cost per image (U-Net
+    passes and VAE decodes, TTA views included) is logged.
     """
     priority = 'VERY_HIGH'
+    _train_meta = None
 
     def _check(self, runner, loop_name):
         loop = getattr(runner, loop_name)
@@ -47,12 +86,22 @@ class DiGSegVocabularyHook(Hook):
 
     def before_train(self, runner):
         self._check(runner, 'train_loop')
+        model = _unwrap(runner.model)
+        if isinstance(model, DiGSeg):
+            self._train_meta = getattr(model, 'dataset_meta', None)
 
     def before_val(self, runner):
         self._check(runner, 'val_loop')
+        log_inference_cost(runner, 'val_loop')
+
+    def after_val(self, runner):
+        model = _unwrap(runner.model)
+        if self._train_meta is not None and isinstance(model, DiGSeg):
+            model.dataset_meta = self._train_meta
 
     def before_test(self, runner):
         self._check(runner, 'test_loop')
+        log_inference_cost(runner, 'test_loop')
         model = _unwrap(runner.model)
         wrapper = runner.model.module if is_model_wrapper(runner.model) else runner.model
         if isinstance(model, DiGSeg) and isinstance(wrapper, BaseTTAModel) and not model.test_cfg['return_logits']:

@@ -1,5 +1,7 @@
 """The hooks inside a real mmengine Runner on the embedded default."""
 import copy
+import glob
+import math
 
 import pytest
 from mmengine.runner import Runner
@@ -47,3 +49,45 @@ def test_tta_needs_logits(tiny_cfg, tmp_path):
     runner = Runner.from_cfg(cfg)
     with pytest.raises(ValueError, match='return_logits=True'):
         runner.test()
+
+
+def test_training_keeps_its_vocabulary_across_validation(tiny_cfg, tmp_path):
+    """Validation with a held-out class (6 names) between training iterations (5 names): every training
+    step uses the training vocabulary, validation the validation one."""
+    cfg = copy.deepcopy(tiny_cfg)
+    cfg.train_dataloader.dataset.metainfo = dict(classes=('background', 'disc', 'square', 'triangle', 'cross'))
+    cfg.val_dataloader.dataset.indices = 1
+    cfg.work_dir, cfg.experiment_name = str(tmp_path / 'heldout'), 'heldout'
+    cfg.train_cfg.max_iters, cfg.train_cfg.val_interval = 4, 2
+    cfg.train_dataloader.batch_size = 1
+    cfg.default_hooks.checkpoint.interval = 100
+    runner = Runner.from_cfg(cfg)
+    seen = []
+    model = runner.model
+    train_loss, predict = model.loss, model.predict
+    model.loss = lambda *a, **k: seen.append(('train', len(model.class_names))) or train_loss(*a, **k)
+    model.predict = lambda *a, **k: seen.append(('val', len(model.class_names))) or predict(*a, **k)
+    runner.train()
+    assert ('val', 6) in seen and seen.index(('val', 6)) < len(seen) - 1  # validation between iterations
+    assert {n for kind, n in seen if kind == 'train'} == {5}
+    assert {n for kind, n in seen if kind == 'val'} == {6}
+
+
+def test_inference_cost_is_logged_with_tta_views(tiny_cfg, tmp_path):
+    from mmseg_digseg.engine.hooks import inference_cost
+    cfg = copy.deepcopy(tiny_cfg)
+    cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+    cfg.test_dataloader.dataset.indices = 1
+    cfg.tta_model.module = cfg.model
+    cfg.model = cfg.tta_model
+    cfg.model.module.test_cfg.update(ensemble_size=2, num_steps=2)
+    cfg.work_dir = str(tmp_path / 'cost')
+    runner = Runner.from_cfg(cfg)
+    runner.test()
+    views = math.prod(len(step) for step in cfg.tta_pipeline[-1]['transforms'])  # 2 flips
+    model = runner.model.module
+    assert inference_cost(model, views) == dict(unet=views * 6 * 2 * 2, decodes=views * 6, encodes=views)
+    log = open(glob.glob(f'{cfg.work_dir}/*/*.log')[0]).read()
+    assert f'{views} view(s), ensemble 2 x 2 step(s): {views * 24} U-Net passes and {views * 6} VAE decodes' in log
+    model.test_cfg.update(topk_classes=2)  # pre-score of all 6 classes, then 2
+    assert inference_cost(model) == dict(unet=2 * 2 * 2 + 6, decodes=2 + 6, encodes=1)

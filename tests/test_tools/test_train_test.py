@@ -36,6 +36,8 @@ def test_train_checkpoint_resume_and_test(synth_root, tmp_path):
     assert ckpt['meta']['iter'] == 4
     assert list(ckpt['meta']['dataset_meta']['classes'])[:2] == ['background', 'disc']  # for init_model
     assert ckpt['state_dict']['decode_head.unet.conv_in.weight'].shape[1] == 8
+    # only what trains is saved: the frozen VAE and text tower come from their own weights
+    assert not [k for k in ckpt['state_dict'] if k.startswith(('backbone.', 'text_encoder.'))]
 
     # killed after iteration 4: resume continues from the last checkpoint, optimizer state included
     out = run_tool('tools/train.py', TINY_CONFIG, '--work-dir', work_dir, '--resume', *data_options(synth_root, 6))
@@ -55,6 +57,8 @@ def test_train_checkpoint_resume_and_test(synth_root, tmp_path):
     out = run_tool('tools/test.py', TINY_CONFIG, checkpoint, '--tta', '--work-dir', str(tmp_path / 'tta'),
                    *data_options(synth_root, 6))
     assert re.search(r'mIoU: ([\d.]+)', out)
+    # the cost is announced before testing: 2 flips x 6 classes
+    assert 'Test: 4 images, 6 classes, 2 view(s), ensemble 1 x 1 step(s): 12 U-Net passes and 12 VAE decodes' in out
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
