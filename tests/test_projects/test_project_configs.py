@@ -199,3 +199,4 @@ def test_biomedclip_variant_changes_only_the_text_encoder():
     for key in ('backbone', 'decode_head', 'test_cfg', 'train_cfg', 'class_names'):
         assert cfg.model[key] == base.model[key], key
     assert cfg.test_evaluator == base.test_evaluator and cfg.train_dataloader == base.train_dataloader
+
