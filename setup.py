@@ -26,5 +26,10 @@ setup(
     package_data={'mmseg_digseg': ['models/text_encoders/open_clip_configs/*.json', 'datasets/vocabularies/*.txt']},
     python_requires='>=3.11',
     install_requires=install_requires,
-    extras_require={'tests': ['pytest']},
+    extras_require={
+        # BiomedCLIP's PubMedBERT text tower (open_clip's HF text encoder). transformers 5 is the only line
+        # that accepts diffusers' huggingface_hub; mmseg_digseg.compat lets mmpretrain 1.2.0 import next to it.
+        'biomedclip': ['transformers==5.24.0'],
+        'tests': ['pytest', 'transformers==5.24.0'],  # the BiomedCLIP tests build a tiny model of that family
+    },
 )

@@ -2,7 +2,11 @@
 
 Importing the package registers its models, datasets, transforms and hooks in MMSeg's registries.
 """
-from .engine import allow_mmengine_checkpoints
+from .compat import patch_transformers_for_mmpretrain
+
+patch_transformers_for_mmpretrain()  # before anything imports MMSeg's models
+
+from .engine import allow_mmengine_checkpoints  # noqa: E402
 
 allow_mmengine_checkpoints()
 
