@@ -23,7 +23,7 @@ from PIL import Image
 from .conftest import REPO_ROOT, SD21_FILES, write_sd21_scheduler
 
 SMOKE_SCRIPT = r"""
-import json, sys
+import json, sys, time
 import torch
 import mmengine.optim.optimizer.amp_optimizer_wrapper as amp_module
 from mmengine.config import Config
@@ -61,7 +61,9 @@ report = dict(prediction_type=head.prediction_type, spacing=scheduler.config.tim
               conv_in=list(head.unet.conv_in.weight.shape), cross_attention_dim=head.unet.config.cross_attention_dim,
               text_activation=type(model.text_encoder.clip.transformer.resblocks[0].mlp.gelu).__name__)
 before = head.unet.conv_in.weight.detach().clone()
+start = time.time()
 runner.train()
+report['train_step_s'] = round(time.time() - start, 1)
 report['loss'] = runner.message_hub.get_scalar('train/loss').current()
 report['conv_in_changed'] = not torch.equal(before, head.unet.conv_in.weight.detach())
 state = model.state_dict()
@@ -71,7 +73,9 @@ report['optimizer_state_gb'] = sum(v.numel() * v.element_size() for s in runner.
                                    for v in s.values() if torch.is_tensor(v)) / 1e9
 model.eval()
 model.cfg = cfg  # what init_model sets; segment() reads the test pipeline from it
+start = time.time()
 result = segment(model, image_path, prompts=['wall', 'floor', 'ceiling'])
+report['predict_3_classes_s'] = round(time.time() - start, 1)
 report['pred_shape'] = list(result.pred_sem_seg.data.shape)
 report['labels'] = sorted(result.pred_sem_seg.data.unique().tolist())
 report['logits_shape'] = list(result.seg_logits.data.shape)
@@ -136,6 +140,7 @@ def test_paper_config_with_the_real_architectures(sd21_dir, vitl_checkpoint, tmp
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0 and 'REPORT' in proc.stdout, out[-5000:]
     report = json.loads(proc.stdout.split('REPORT', 1)[1])
+    print(report)  # pytest -s shows the measurements (times, checkpoint sizes)
     # the paper's objective on SD 2.1-base's own (PNDM) scheduler file: epsilon, trailing, SD's betas
     assert report['prediction_type'] == 'epsilon' and report['spacing'] == 'trailing'
     assert report['one_step_timesteps'] == [999]
