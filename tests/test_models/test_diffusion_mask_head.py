@@ -205,3 +205,8 @@ def test_ignored_pixels_do_not_enter_the_denoising_loss():
     outputs.clear()
     loss = head.loss_denoising(image, mask, tokens, pooled, torch.ones_like(valid))['loss_denoise']
     torch.testing.assert_close(loss.detach(), ((outputs[0].detach() - target)**2).mean())
+
+
+def test_unet_latent_channels_must_match_the_vae():
+    with pytest.raises(ValueError, match='unet_cfg in_channels and out_channels to 16'):
+        make_head(latent_channels=16)

@@ -124,6 +124,10 @@ class DiffusionMaskHead(BaseModule):
             self.unet = UNet2DConditionModel(**unet_cfg)
         self.threshold = threshold
         self.latent_channels = latent_channels
+        if self.unet.config.out_channels != latent_channels:
+            raise ValueError(f'The U-Net predicts {self.unet.config.out_channels} latent channels but the VAE\'s '
+                             f'latents have {latent_channels}: set decode_head.unet_cfg in_channels and '
+                             f'out_channels to {latent_channels} (or use a VAE with matching latents).')
         widen_conv_in(self.unet, 2 * latent_channels)
         add_text_class_embedding(self.unet, text_embed_dim)
         cross_dim = self.unet.config.cross_attention_dim
