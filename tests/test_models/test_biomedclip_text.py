@@ -6,6 +6,7 @@ formats: a Hugging Face cache holding ``microsoft/BiomedCLIP-PubMedBERT_256-vit_
 ``microsoft/BiomedNLP-BiomedBERT-base-uncased-abstract`` (the BERT architecture config and tokenizer the
 text tower is built from), used offline; and a ``hf download --local-dir`` style copy of the former.
 """
+import copy
 import json
 import shutil
 
@@ -139,10 +140,11 @@ def test_missing_biomedclip_download_says_what_to_fetch(offline_hub, tiny_biomed
 def test_tiny_digseg_with_biomedclip_text(offline_hub, tiny_cfg):
     """The head's text_proj maps BiomedCLIP's token width (here 32) to the U-Net's cross-attention width."""
     from mmseg.registry import MODELS
-    tiny_cfg.model.text_encoder = dict(type='OpenCLIPTextEncoder', model_name='BiomedCLIP', pretrained=None,
-                                       templates='paper')
+    model_cfg = copy.deepcopy(tiny_cfg.model)  # tiny_cfg is shared by the whole session
+    model_cfg.text_encoder = dict(type='OpenCLIPTextEncoder', model_name='BiomedCLIP', pretrained=None,
+                                  templates='paper')
     torch.manual_seed(0)
-    model = MODELS.build(tiny_cfg.model).eval()
+    model = MODELS.build(model_cfg).eval()
     assert model.decode_head.text_proj.in_features == 32
     scores = model.score_classes(torch.rand(1, 3, 64, 64) * 2 - 1, ['nucleus', 'background'])
     assert scores.shape[:2] == (1, 2) and torch.isfinite(scores).all()
