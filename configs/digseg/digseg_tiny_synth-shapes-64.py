@@ -7,3 +7,5 @@ _base_ = [
 ]
 # --show-dir overlays: image | ground truth | prediction, enlarged to 256 px, one legend (readable at 64 px)
 visualizer = dict(type='DiGSegVisualizer', vis_backends=[dict(type='LocalVisBackend')], name='visualizer')
+# 4 images x every class (6) = 24 (image, class) pairs per step (model.train_cfg)
+train_dataloader = dict(batch_size=4)

@@ -7,6 +7,11 @@ from diffusers import DDIMScheduler, DDPMScheduler, UNet2DConditionModel
 from mmseg_digseg.models.decode_heads import DiffusionMaskHead, add_text_class_embedding, widen_conv_in
 from ..conftest import tiny_unet_cfg
 
+
+def unet4_cfg():
+    """The tiny U-Net for 4-channel latents (SD's), as these tests use."""
+    return dict(tiny_unet_cfg(), in_channels=4, out_channels=4)
+
 SCHEDULER_CFG = dict(num_train_timesteps=1000, beta_schedule='scaled_linear', beta_start=0.00085,
                      beta_end=0.012, prediction_type='v_prediction', rescale_betas_zero_snr=True,
                      timestep_spacing='trailing', clip_sample=False)
@@ -14,7 +19,7 @@ SCHEDULER_CFG = dict(num_train_timesteps=1000, beta_schedule='scaled_linear', be
 
 def make_head(**kwargs):
     torch.manual_seed(0)
-    cfg = dict(unet_cfg=tiny_unet_cfg(), scheduler_cfg=SCHEDULER_CFG, latent_channels=4, text_token_dim=64,
+    cfg = dict(unet_cfg=unet4_cfg(), scheduler_cfg=SCHEDULER_CFG, latent_channels=4, text_token_dim=64,
                text_embed_dim=64)
     cfg.update(kwargs)
     return DiffusionMaskHead(**cfg)
@@ -30,7 +35,7 @@ def unet_inputs(batch=2):
 
 def test_widen_conv_in_keeps_pretrained_output():
     torch.manual_seed(0)
-    unet = UNet2DConditionModel(**tiny_unet_cfg()).eval()
+    unet = UNet2DConditionModel(**unet4_cfg()).eval()
     x, t, ctx = unet_inputs()
     with torch.no_grad():
         reference = unet(x, t, encoder_hidden_states=ctx).sample
@@ -50,7 +55,7 @@ def test_widen_conv_in_keeps_pretrained_output():
 
 def test_text_class_embedding_starts_as_identity():
     torch.manual_seed(0)
-    unet = UNet2DConditionModel(**tiny_unet_cfg()).eval()
+    unet = UNet2DConditionModel(**unet4_cfg()).eval()
     x, t, ctx = unet_inputs()
     with torch.no_grad():
         reference = unet(x, t, encoder_hidden_states=ctx).sample
@@ -140,9 +145,9 @@ def test_loads_unet_and_scheduler_from_sd_directory(tiny_sd_dir):
     head = DiffusionMaskHead(pretrained=tiny_sd_dir, scheduler_cfg=dict(prediction_type='v_prediction',
                                                                         rescale_betas_zero_snr=True,
                                                                         timestep_spacing='trailing'),
-                             text_token_dim=64, text_embed_dim=64)
+                             latent_channels=16, text_token_dim=64, text_embed_dim=64)  # the tiny VAE's
     saved = UNet2DConditionModel.from_pretrained(tiny_sd_dir, subfolder='unet')
-    torch.testing.assert_close(head.unet.conv_in.weight[:, 4:], saved.conv_in.weight / 2)
+    torch.testing.assert_close(head.unet.conv_in.weight[:, 16:], saved.conv_in.weight / 2)
     assert head.train_scheduler.config.beta_schedule == 'scaled_linear'  # from the directory
     assert head.prediction_type == 'v_prediction'  # overridden
     for scheduler in (head.train_scheduler, head.infer_scheduler):
@@ -160,8 +165,8 @@ def test_paper_schedule_is_sd21_epsilon_with_trailing_sampling(tiny_sd_dir):
     from mmengine.config import Config
     from ..conftest import REPO_ROOT
     cfg = Config.fromfile(f'{REPO_ROOT}/configs/_base_/models/digseg_sd21_vitl.py').model.decode_head
-    head = DiffusionMaskHead(pretrained=tiny_sd_dir, scheduler_cfg=cfg.scheduler_cfg, text_token_dim=64,
-                             text_embed_dim=64)
+    head = DiffusionMaskHead(pretrained=tiny_sd_dir, scheduler_cfg=cfg.scheduler_cfg, latent_channels=16,
+                             text_token_dim=64, text_embed_dim=64)
     assert head.prediction_type == 'epsilon' and not head.train_scheduler.config.rescale_betas_zero_snr
     reference = DDPMScheduler(beta_schedule='scaled_linear', beta_start=0.00085, beta_end=0.012)
     torch.testing.assert_close(head.train_scheduler.alphas_cumprod, reference.alphas_cumprod)

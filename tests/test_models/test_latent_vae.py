@@ -10,7 +10,7 @@ def test_encodes_scaled_posterior_mean_and_stays_frozen():
     assert not vae.vae.training and not any(p.requires_grad for p in vae.parameters())
     x = torch.rand(2, 3, 64, 64) * 2 - 1
     z = vae.encode(x)
-    assert z.shape == (2, 4, 16, 16) and vae.downsample_factor == 4
+    assert z.shape == (2, vae.latent_channels, 16, 16) and vae.downsample_factor == 4
     expected = vae.vae.encode(x).latent_dist.mean * vae.vae.config.scaling_factor
     torch.testing.assert_close(z, expected)
     assert not z.requires_grad
@@ -35,7 +35,7 @@ def test_binary_mask_round_trip():
 
 
 def test_slicing_decodes_the_same_masks():
-    z = torch.randn(3, 4, 16, 16, generator=torch.Generator().manual_seed(0))
+    z = torch.randn(3, 16, 16, 16, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         whole = LatentVAE(pretrained='checkpoints/tiny_sd').decode_masks(z)
         sliced = LatentVAE(pretrained='checkpoints/tiny_sd', slicing=True)
@@ -47,7 +47,7 @@ def test_slicing_decodes_the_same_masks():
 
 def test_decoding_passes_gradients_to_latents_only():
     vae = LatentVAE(pretrained='checkpoints/tiny_sd')
-    z = torch.zeros(1, 4, 16, 16, requires_grad=True)
+    z = torch.zeros(1, vae.latent_channels, 16, 16, requires_grad=True)
     vae.decode_masks(z).sum().backward()
     assert z.grad is not None and z.grad.abs().sum() > 0
     assert all(p.grad is None for p in vae.parameters())

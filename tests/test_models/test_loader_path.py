@@ -18,7 +18,7 @@ def test_sd_directory_and_open_clip_checkpoint_through_a_config(tiny_cfg, tiny_s
     cfg.class_names = ['background', 'disc', 'square', 'triangle', 'cross', 'ring']
     model = MODELS.build(cfg)
     saved = UNet2DConditionModel.from_pretrained(tiny_sd_dir, subfolder='unet')
-    torch.testing.assert_close(model.decode_head.unet.conv_in.weight[:, :4], saved.conv_in.weight / 2)
+    torch.testing.assert_close(model.decode_head.unet.conv_in.weight[:, :16], saved.conv_in.weight / 2)
     state = torch.load(tiny_clip_ckpt, map_location='cpu')
     torch.testing.assert_close(model.text_encoder.clip.token_embedding.weight, state['token_embedding.weight'])
 

@@ -35,7 +35,7 @@ def test_train_checkpoint_resume_and_test(synth_root, tmp_path):
     ckpt = torch.load(osp.join(work_dir, 'iter_4.pth'), map_location='cpu', weights_only=False)
     assert ckpt['meta']['iter'] == 4
     assert list(ckpt['meta']['dataset_meta']['classes'])[:2] == ['background', 'disc']  # for init_model
-    assert ckpt['state_dict']['decode_head.unet.conv_in.weight'].shape[1] == 8
+    assert ckpt['state_dict']['decode_head.unet.conv_in.weight'].shape[1] == 32  # [image, mask] latents, 16 each
     # only what trains is saved: the frozen VAE and text tower come from their own weights
     assert not [k for k in ckpt['state_dict'] if k.startswith(('backbone.', 'text_encoder.'))]
 
