@@ -22,7 +22,7 @@ DEFAULT_TRAIN_CFG = dict(
     timestep_range=None,  # denoising only: (low, high) training timesteps; None: all. Few-step
     # sampling starts at t=T, so biasing training toward high noise spends the budget where it is used.
     # single_step: bce, dice, latent (MSE), ce (per-pixel cross-entropy across an image's classes on
-    # their logits: needs every class, num_positive=num_negative=None); denoising ignores them
+    # their logits: needs every class, num_positive=num_negative=None); denoising (MSE) ignores them
     loss_weights=dict(bce=1.0, dice=1.0, latent=0.0, ce=0.0),
     ignore_index=255)  # pixels left out of every loss (ADE20K's "other", crop padding)
 
@@ -167,11 +167,10 @@ class DiGSeg(BaseSegmentor):
             raise ValueError(f"test_cfg.mode must be 'whole' or 'slide', got {self.test_cfg['mode']!r}.")
         if self.test_cfg['mode'] == 'slide' and not (self.test_cfg['crop_size'] and self.test_cfg['stride']):
             raise ValueError("test_cfg.mode='slide' needs crop_size=(h, w) and stride=(h, w) in image pixels.")
-        if self.train_cfg['loss_weights'].get('ce') and not (
-                self.train_cfg['objective'] == 'single_step' and self.train_cfg['num_positive'] is None
-                and self.train_cfg['num_negative'] is None):
+        if (self.train_cfg['loss_weights'].get('ce') and self.train_cfg['objective'] == 'single_step'
+                and not (self.train_cfg['num_positive'] is None and self.train_cfg['num_negative'] is None)):
             raise ValueError('train_cfg.loss_weights.ce compares every class of an image on decoded masks: '
-                             "it needs objective='single_step' and num_positive=num_negative=None.")
+                             'it needs num_positive=num_negative=None.')
         topk = self.test_cfg['topk_classes']
         if topk is not None and (not isinstance(topk, int) or topk < 1):
             raise ValueError(f'test_cfg.topk_classes must be a positive int (or None: no pruning), got {topk!r}.')
