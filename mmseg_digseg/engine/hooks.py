@@ -24,14 +24,9 @@ def num_tta_views(dataset) -> int:
 
 
 def inference_cost(model: DiGSeg, num_views: int = 1, num_windows: int = 1) -> dict:
-    """U-Net passes and VAE decodes (and encodes) per image, for ``model.test_cfg`` and its vocabulary."""
-    cfg = model.test_cfg
-    num_classes = len(model.class_names)
-    kept = num_classes if cfg['topk_classes'] is None else min(cfg['topk_classes'], num_classes)
-    prescore = num_classes if kept < num_classes else 0  # one step, one member, at prescore_scale
-    per_view = dict(unet=num_windows * kept * cfg['ensemble_size'] * cfg['num_steps'] + prescore,
-                    decodes=num_windows * kept + prescore, encodes=num_windows)
-    return {k: v * num_views for k, v in per_view.items()}
+    """U-Net passes, VAE decodes, learned readouts and encodes per image (``model.cost_per_view``), TTA
+    views included."""
+    return {k: v * num_views for k, v in model.cost_per_view(num_windows).items()}
 
 
 def log_inference_cost(runner, loop_name):
@@ -45,7 +40,7 @@ def log_inference_cost(runner, loop_name):
     print_log(
         f'{loop_name.replace("_loop", "").capitalize()}: {len(dataset)} images, {len(model.class_names)} classes, '
         f'{views} view(s), ensemble {cfg["ensemble_size"]} x {cfg["num_steps"]} step(s): {cost["unet"]} U-Net '
-        f'passes and {cost["decodes"]} VAE decodes per image{windows}. Fewer: test_cfg.topk_classes, '
+        f'passes and {cost["decodes"]} VAE decodes ({cost["readouts"]} learned readouts) per image{windows}. Fewer: test_cfg.topk_classes, '
         f'a smaller preset, no --tta; during training, a larger train_cfg.val_interval.', 'current')
 
 

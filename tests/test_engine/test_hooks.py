@@ -86,8 +86,10 @@ def test_inference_cost_is_logged_with_tta_views(tiny_cfg, tmp_path):
     runner.test()
     views = math.prod(len(step) for step in cfg.tta_pipeline[-1]['transforms'])  # 2 flips
     model = runner.model.module
-    assert inference_cost(model, views) == dict(unet=views * 6 * 2 * 2, decodes=views * 6, encodes=views)
+    assert inference_cost(model, views) == dict(unet=views * 6 * 2 * 2, decodes=views * 6, readouts=0, encodes=views)
     log = open(glob.glob(f'{cfg.work_dir}/*/*.log')[0]).read()
     assert f'{views} view(s), ensemble 2 x 2 step(s): {views * 24} U-Net passes and {views * 6} VAE decodes' in log
     model.test_cfg.update(topk_classes=2)  # pre-score of all 6 classes, then 2
-    assert inference_cost(model) == dict(unet=2 * 2 * 2 + 6, decodes=2 + 6, encodes=1)
+    assert inference_cost(model) == dict(unet=2 * 2 * 2 + 6, decodes=2 + 6, readouts=0, encodes=1)
+    model.test_cfg.update(mask_readout='learned')  # the readout replaces every decode
+    assert inference_cost(model) == dict(unet=2 * 2 * 2 + 6, decodes=0, readouts=2 + 6, encodes=1)

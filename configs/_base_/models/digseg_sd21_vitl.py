@@ -42,6 +42,9 @@ model = dict(
         # U-Net activations ~1.2 -> ~0.2 GiB per (image, class) pair, for ~25% more compute; the shipped
         # batch then needs ~20 GB per GPU (docs/zoo.md). Turn off on 40 GB+ GPUs for speed.
         gradient_checkpointing=True),
+    # a cheap readout of mask latents (convolutions at 1/8 resolution, no decoder), trained beside the U-Net
+    # on the encoder's mask latents; --cfg-options model.test_cfg.mask_readout=learned uses it at test time
+    mask_readout=dict(type='LatentMaskReadout', hidden_channels=128),
     class_names=None,  # the dataset's classes
     train_cfg=dict(objective='denoising', num_positive=3, num_negative=1),
     # cheap validation during training; the paper's rows: --cfg-options model.test_cfg.preset=8x2

@@ -40,6 +40,9 @@ model = dict(
             rescale_betas_zero_snr=True,
             timestep_spacing='trailing',
             clip_sample=False)),
+    # a cheap readout of mask latents, trained beside the U-Net (its gradients never reach it); used with
+    # test_cfg.mask_readout='learned' instead of the full VAE decode (docs/benchmarks.md)
+    mask_readout=dict(type='LatentMaskReadout', hidden_channels=64),
     class_names=None,  # the dataset's classes
     # single_step learned faster than denoising at the same wall time here (README). Every class of the
     # vocabulary for every image, and a per-pixel cross-entropy across them next to BCE + Dice: training

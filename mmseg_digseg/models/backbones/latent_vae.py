@@ -59,5 +59,8 @@ class LatentVAE(BaseModule):
         Runs with autograd when the caller has it on (the single-step objective backpropagates through
         the frozen decoder); the VAE's own parameters never get gradients.
         """
-        decoded = self.vae.decode(latents.to(self.vae.dtype) / self.scaling_factor).sample
-        return decoded.float().mean(dim=1)
+        return self.decode(latents).mean(dim=1)
+
+    def decode(self, latents: Tensor) -> Tensor:
+        """(N, C, h, w) scaled latents -> (N, 3, H, W) images in about [-1, 1], float32 (with autograd when on)."""
+        return self.vae.decode(latents.to(self.vae.dtype) / self.scaling_factor).sample.float()

@@ -212,12 +212,20 @@ class DiffusionMaskHead(BaseModule):
                          text_pooled: Tensor, latent_valid: Optional[Tensor], masks: Tensor, valid: Tensor,
                          decode_masks: Callable[[Tensor], Tensor], loss_weights: dict,
                          ce_target: Optional[Tensor] = None, ignore_index: int = 255) -> Dict[str, Tensor]:
-        """End-to-end single-step objective: BCE + Dice on the mask decoded by the frozen VAE.
+        """End-to-end single-step objective: BCE + Dice on the mask decoded by the frozen VAE."""
+        clean = self.single_step(image_latents, text_tokens, text_pooled)
+        return self.single_step_losses(clean, mask_latents, latent_valid, masks, valid, decode_masks, loss_weights,
+                                       ce_target, ignore_index)
+
+    def single_step_losses(self, clean: Tensor, mask_latents: Optional[Tensor], latent_valid: Optional[Tensor],
+                           masks: Tensor, valid: Tensor, decode_masks: Callable[[Tensor], Tensor],
+                           loss_weights: dict, ce_target: Optional[Tensor] = None,
+                           ignore_index: int = 255) -> Dict[str, Tensor]:
+        """The losses of ``loss_single_step`` on a predicted clean latent (N, C, h, w).
 
         With ``ce_target`` (B, H, W) the pairs are every class of each image in vocabulary order, and a
         per-pixel cross-entropy across them (on logit(score)) teaches the U-Net what inference's argmax
         asks: which class is highest, not only whether each one is present."""
-        clean = self.single_step(image_latents, text_tokens, text_pooled)
         probs = ((decode_masks(clean) + 1) / 2).clamp(1e-4, 1 - 1e-4)
         target, valid = masks.float(), valid.float()
         # written out rather than F.binary_cross_entropy, which raises on NaN: a NaN must reach the
