@@ -100,7 +100,7 @@ def _shrink(obj, factor):
 
 def tiny_weights(model, tiny_sd_dir):
     """Swap the pretrained weights for tiny ones of the same classes; keep everything else."""
-    if model.type == 'DiGSeg':
+    if model.type.startswith('DiGSeg'):  # DiGSeg, DiGSegPalette
         for part in (model.backbone, model.decode_head):
             if 'pretrained' in part:  # an SD directory; the config's scheduler_cfg overrides still apply
                 part.pretrained = tiny_sd_dir
@@ -134,7 +134,7 @@ def tiny_config(path, roots, tiny_sd_dir, work_dir):
     cfg.train_dataloader.batch_size = 2
     cfg.train_cfg.max_iters = cfg.train_cfg.val_interval = 2
     cfg.default_hooks.logger.interval = 1
-    if cfg.model.type == 'DiGSeg':
+    if cfg.model.type.startswith('DiGSeg'):
         cfg.default_hooks.checkpoint.interval = 2
     else:  # MMSeg's own models: no need to write their (large) checkpoints
         cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=-1, save_last=False)
@@ -202,7 +202,8 @@ def test_config_trains_and_predicts(path, dataset_roots, tiny_sd_dir, tmp_path, 
     model = runner.model
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     dtypes = []
-    if cfg.model.type == 'DiGSeg':
+    digseg = cfg.model.type.startswith('DiGSeg')
+    if digseg:
         model.decode_head.unet.register_forward_hook(
             lambda mod, args, out: dtypes.append((mod.training, out.sample.dtype)))
 
@@ -212,7 +213,7 @@ def test_config_trains_and_predicts(path, dataset_roots, tiny_sd_dir, tmp_path, 
     assert math.isfinite(runner.message_hub.get_scalar('train/loss').current())
     miou = runner.message_hub.get_scalar('val/mIoU').current()  # validation ran: a prediction was scored
     assert 0 <= miou <= 100
-    if cfg.model.type != 'DiGSeg':
+    if not digseg:
         return
     dataset = runner.val_dataloader.dataset
     classes = list(dataset.metainfo['classes'])
@@ -224,8 +225,11 @@ def test_config_trains_and_predicts(path, dataset_roots, tiny_sd_dir, tmp_path, 
         assert model.class_names == list(runner.train_dataloader.dataset.metainfo['classes'])
     assert osp.isfile(osp.join(tmp_path, 'iter_2.pth'))
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-    assert trainable and all(n.startswith('decode_head.') for n in trainable)
-    changed = {n for n, p in model.named_parameters() if not torch.equal(p.detach(), before[n])}
+    assert trainable and all(n.startswith(('decode_head.', 'mask_readout.')) for n in trainable)
+    if cfg.model.get('mask_readout'):  # the learned readout trained too, and replaces the VAE decoder at test time
+        assert any(n.startswith('mask_readout.') for n in changed_names(model, before))
+        check_learned_readout(model)
+    changed = changed_names(model, before)
     assert changed and changed <= trainable  # the U-Net trained, the VAE and the text tower did not
     optimizer = runner.optim_wrapper.optimizer
     by_id = {id(p): n for n, p in model.named_parameters()}
@@ -238,6 +242,25 @@ def test_config_trains_and_predicts(path, dataset_roots, tiny_sd_dir, tmp_path, 
     # inference: the config's test_cfg.precision (bf16 autocast in the paper configs)
     infer_dtype = torch.bfloat16 if model.test_cfg['precision'] == 'bf16' else torch.float32
     assert {dtype for training, dtype in dtypes if not training} == {infer_dtype}
+
+
+def changed_names(model, before):
+    return {n for n, p in model.named_parameters() if not torch.equal(p.detach(), before[n])}
+
+
+def check_learned_readout(model):
+    decodes = []
+    handle = model.backbone.vae.decoder.register_forward_hook(lambda *args: decodes.append(1))
+    model.eval()
+    model.test_cfg['mask_readout'] = 'learned'
+    try:
+        with torch.no_grad():
+            pred = model.predict(torch.zeros(1, 3, 32, 40))[0]
+    finally:
+        model.test_cfg['mask_readout'] = 'vae'
+        handle.remove()
+    assert not decodes  # no VAE decoder pass: the readout reads the mask latents
+    assert pred.seg_logits.data.shape == (len(model.class_names), 32, 40) and pred.pred_sem_seg.data.shape == (1, 32, 40)
 
 
 @pytest.mark.parametrize('preset', ['1x1', '1x2', '4x2', '8x2', '20x50'])

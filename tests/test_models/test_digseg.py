@@ -153,12 +153,15 @@ def test_loss_trains_only_the_unet_and_text_projection(tiny_model, objective):
     tiny_model.train_cfg['loss_weights'] = dict(bce=1.0, dice=1.0, latent=0.5)
     losses = tiny_model.loss(*make_batch())
     expected = {'loss_denoise'} if objective == 'denoising' else {'loss_bce', 'loss_dice', 'loss_latent'}
-    assert set(losses) == expected
+    assert set(losses) == expected | {'loss_readout'}
     total = sum(losses.values())
     assert torch.isfinite(total)
-    total.backward()
+    losses['loss_readout'].backward(retain_graph=True)  # the readout learns alone from its loss
     trained = {n.split('.')[0] + '.' + n.split('.')[1] for n, p in tiny_model.named_parameters() if p.grad is not None}
-    assert trained == {'decode_head.unet', 'decode_head.text_proj'}
+    assert trained == {'mask_readout.layers'}
+    (total - losses['loss_readout']).backward()
+    trained = {n.split('.')[0] + '.' + n.split('.')[1] for n, p in tiny_model.named_parameters() if p.grad is not None}
+    assert trained == {'decode_head.unet', 'decode_head.text_proj', 'mask_readout.layers'}
     assert tiny_model.decode_head.unet.class_embedding.linear_2.weight.grad.abs().sum() > 0
 
 
@@ -222,7 +225,7 @@ def test_every_class_of_every_image_with_cross_entropy(tiny_model):
     inputs, samples = make_batch()
     torch.manual_seed(0)
     losses = tiny_model.loss(inputs, samples)
-    assert set(losses) == {'loss_bce', 'loss_dice', 'loss_ce'}
+    assert set(losses) == {'loss_bce', 'loss_dice', 'loss_ce', 'loss_readout'}
     with torch.no_grad():
         scores = tiny_model.score_classes(inputs, tiny_model.class_names)  # zeros init: the training pass
     gt = torch.stack([s.gt_sem_seg.data[0] for s in samples])
@@ -316,3 +319,62 @@ def test_checkpoints_hold_only_what_trains(tiny_model, tiny_cfg, tmp_path):
     third = MODELS.build(tiny_cfg.model)
     load_state_dict(third, dict(state), strict=True)  # raises on missing or unexpected keys
     assert torch.equal(third.decode_head.unet.conv_in.weight, tiny_model.decode_head.unet.conv_in.weight)
+
+
+def test_learned_readout_reads_mask_latents_without_the_decoder(tiny_model):
+    """test_cfg.mask_readout='learned': the readout's scores of the denoised latents, no VAE decoder pass."""
+    tiny_model.eval()
+    image = torch.rand(1, 3, 32, 40) * 2 - 1
+    latents = []
+    tiny_model.decode_head.unet.register_forward_hook(lambda mod, args, out: latents.append(-out.sample))
+    decodes = []
+    tiny_model.backbone.vae.decoder.register_forward_hook(lambda *args: decodes.append(1))
+    tiny_model.test_cfg['mask_readout'] = 'learned'
+    logits = tiny_model.encode_decode(image, [])
+    assert not decodes and logits.shape == (1, 6, 32, 40)
+    # single step at t=T, v-prediction, zero-terminal-SNR: the clean latent is minus the prediction
+    expected = tiny_model.mask_readout.scores(latents[0])
+    torch.testing.assert_close(logits[0].sigmoid(), expected.clamp(1e-4, 1 - 1e-4), atol=1e-5, rtol=1e-4)
+    assert tiny_model.cost_per_view() == dict(unet=6, decodes=0, readouts=6, encodes=1)
+
+
+def test_learned_readout_needs_a_readout_module(tiny_cfg):
+    from mmseg.registry import MODELS
+    with pytest.raises(ValueError, match="mask_readout='learned' needs a trained readout"):
+        MODELS.build(dict(tiny_cfg.model, mask_readout=None, test_cfg=dict(mask_readout='learned')))
+    with pytest.raises(ValueError, match='mask_readout must be one of'):
+        MODELS.build(dict(tiny_cfg.model, test_cfg=dict(mask_readout='decoder')))
+
+
+def test_readout_fits_encoded_masks(tiny_model):
+    """Trained on (encoded mask, mask) pairs, the readout reproduces the masks."""
+    masks = torch.zeros(4, 32, 32, dtype=torch.bool)
+    for i in range(4):
+        masks[i, 4 * i:4 * i + 14, 6:6 + 5 * (i + 1)] = True
+    latents = tiny_model.backbone.encode_masks(masks)
+    readout = tiny_model.mask_readout
+    optimizer = torch.optim.Adam(readout.parameters(), lr=3e-3)
+    valid = torch.ones_like(masks)
+    for _ in range(150):
+        loss = readout.loss(latents, masks, valid)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    iou = ((readout.scores(latents) > 0.5) & masks).sum() / ((readout.scores(latents) > 0.5) | masks).sum()
+    assert iou > 0.9
+
+
+def test_readout_costs_a_fraction_of_the_decoder(tiny_model):
+    """FLOPs per mask at equal resolution (counted, not timed): at least 3x fewer than the VAE decode."""
+    from torch.utils.flop_counter import FlopCounterMode
+    latents = torch.randn(1, tiny_model.backbone.latent_channels, 16, 16)
+
+    def flops(fn):
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            out = fn(latents)
+        return counter.get_total_flops(), out.shape[-2:]
+
+    decode, decode_size = flops(tiny_model.backbone.decode_masks)
+    readout, readout_size = flops(tiny_model.mask_readout.scores)
+    assert decode_size == readout_size == (64, 64)
+    assert decode >= 3 * readout

@@ -22,8 +22,11 @@ DEFAULT_TRAIN_CFG = dict(
     timestep_range=None,  # denoising only: (low, high) training timesteps; None: all. Few-step
     # sampling starts at t=T, so biasing training toward high noise spends the budget where it is used.
     # single_step: bce, dice, latent (MSE), ce (per-pixel cross-entropy across an image's classes on
-    # their logits: needs every class, num_positive=num_negative=None); denoising (MSE) ignores them
-    loss_weights=dict(bce=1.0, dice=1.0, latent=0.0, ce=0.0),
+    # their logits: needs every class, num_positive=num_negative=None); denoising (MSE) ignores them.
+    # readout: the learned mask readout's BCE (with model.mask_readout; it never reaches the U-Net). Small:
+    # Adam's steps do not depend on a loss's scale, and a small one keeps the readout's gradients out of
+    # the clipped gradient norm it shares with the U-Net (at weight 1 they slowed the U-Net down)
+    loss_weights=dict(bce=1.0, dice=1.0, latent=0.0, ce=0.0, readout=0.01),
     ignore_index=255)  # pixels left out of every loss (ADE20K's "other", crop padding)
 
 DEFAULT_TEST_CFG = dict(
@@ -31,6 +34,8 @@ DEFAULT_TEST_CFG = dict(
     crop_size=None,  # slide: (h, w) window in image pixels
     stride=None,  # slide: (h, w) step in image pixels
     precision=None,  # None/'fp32', or 'bf16' / 'fp16': U-Net and VAE under autocast (text stays fp32)
+    mask_readout='vae',  # mask latent -> scores: 'vae' (full decode, the paper's) or 'learned'
+    # (model.mask_readout: a few convolutions at latent resolution, no decoder)
     preset=None,  # a paper row of ensemble size x steps, e.g. '4x2' (see INFERENCE_PRESETS)
     num_steps=1,  # DDIM steps (trailing spacing starts at t=T)
     ensemble_size=1,  # members with different start noise, averaged in latent space
@@ -43,7 +48,8 @@ DEFAULT_TEST_CFG = dict(
     # the vocabulary (ADE-847); TTA averages logits and needs True
     seed=0)  # start noise is seeded per image: predictions are reproducible and order-independent
 
-LOSS_NAMES = ('bce', 'dice', 'latent', 'ce')
+LOSS_NAMES = ('bce', 'dice', 'latent', 'ce', 'readout')
+MASK_READOUTS = ('vae', 'learned')
 PRECISIONS = {None: None, 'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 
 
@@ -121,6 +127,8 @@ class DiGSeg(BaseSegmentor):
         backbone (dict): the frozen VAE (``LatentVAE``).
         text_encoder (dict): the frozen text tower (``OpenCLIPTextEncoder``).
         decode_head (dict): the denoising U-Net (``DiffusionMaskHead``).
+        mask_readout (dict, optional): a cheap learned readout of mask latents (``LatentMaskReadout``),
+            trained beside the U-Net and used at test time with ``test_cfg.mask_readout='learned'``.
         class_names (list[str] | str, optional): the vocabulary, in label order; synonyms of a class are
             comma-separated (``'sofa, couch'``). A string names a shipped vocabulary (``'ade20k_847'``,
             see ``datasets/vocabularies``) or a .txt file with one class a line. None: the dataset's
@@ -132,6 +140,7 @@ class DiGSeg(BaseSegmentor):
                  backbone: ConfigType,
                  text_encoder: ConfigType,
                  decode_head: ConfigType,
+                 mask_readout: OptConfigType = None,
                  class_names: Optional[Sequence[str]] = None,
                  train_cfg: OptConfigType = None,
                  test_cfg: OptConfigType = None,
@@ -143,10 +152,10 @@ class DiGSeg(BaseSegmentor):
         self.backbone = MODELS.build(backbone)
         self.text_encoder = MODELS.build(text_encoder)
         self.decode_head = MODELS.build(
-            dict(decode_head,
-                 latent_channels=self.backbone.latent_channels,
-                 text_token_dim=self.text_encoder.token_dim,
-                 text_embed_dim=self.text_encoder.embed_dim))
+            dict(decode_head, latent_channels=self.backbone.latent_channels, **self._head_dims()))
+        self.mask_readout = None if mask_readout is None else MODELS.build(
+            dict(mask_readout, latent_channels=self.backbone.latent_channels,
+                 upsample_factor=self.backbone.downsample_factor))
         self.class_names = class_names
         self.train_cfg = merge_checked('train_cfg', DEFAULT_TRAIN_CFG, train_cfg)
         self.test_cfg = merge_checked('test_cfg', DEFAULT_TEST_CFG, test_cfg)
@@ -163,6 +172,12 @@ class DiGSeg(BaseSegmentor):
             raise ValueError(f"test_cfg.init_noise must be 'gaussian' or 'zeros', got {self.test_cfg['init_noise']!r}.")
         if self.test_cfg['precision'] not in PRECISIONS:
             raise ValueError(f"test_cfg.precision must be one of {list(PRECISIONS)}, got {self.test_cfg['precision']!r}.")
+        if self.test_cfg['mask_readout'] not in MASK_READOUTS:
+            raise ValueError(f"test_cfg.mask_readout must be one of {list(MASK_READOUTS)}, "
+                             f"got {self.test_cfg['mask_readout']!r}.")
+        if self.test_cfg['mask_readout'] == 'learned' and self.mask_readout is None:
+            raise ValueError("test_cfg.mask_readout='learned' needs a trained readout: set "
+                             "model.mask_readout=dict(type='LatentMaskReadout') and train with it, or use 'vae'.")
         if self.test_cfg['mode'] not in ('whole', 'slide'):
             raise ValueError(f"test_cfg.mode must be 'whole' or 'slide', got {self.test_cfg['mode']!r}.")
         if self.test_cfg['mode'] == 'slide' and not (self.test_cfg['crop_size'] and self.test_cfg['stride']):
@@ -182,6 +197,22 @@ class DiGSeg(BaseSegmentor):
         # checkpoints keep only what trains: about 1 GB less per checkpoint at SD 2.1 + ViT-L/14 scale.
         self.register_state_dict_post_hook(_drop_frozen_parts)
         self.register_load_state_dict_pre_hook(_fill_frozen_parts)
+
+    def _head_dims(self) -> dict:
+        """The text widths the U-Net's conditioning takes: prompt tokens and pooled embedding."""
+        return dict(text_token_dim=self.text_encoder.token_dim, text_embed_dim=self.text_encoder.embed_dim)
+
+    def cost_per_view(self, num_windows: int = 1) -> dict:
+        """U-Net passes, VAE decodes, learned readouts and VAE encodes per image and view, for ``test_cfg``
+        and the vocabulary (top-K pruning's pre-score included)."""
+        cfg = self.test_cfg
+        num_classes = len(self.class_names)
+        kept = num_classes if cfg['topk_classes'] is None else min(cfg['topk_classes'], num_classes)
+        prescore = num_classes if kept < num_classes else 0  # one step, one member, at prescore_scale
+        reads = num_windows * kept + prescore  # one mask readout per class and window
+        learned = cfg['mask_readout'] == 'learned'
+        return dict(unet=num_windows * kept * cfg['ensemble_size'] * cfg['num_steps'] + prescore,
+                    decodes=0 if learned else reads, readouts=reads if learned else 0, encodes=num_windows)
 
     # ---- vocabulary -------------------------------------------------------------------------------
     @property
@@ -268,15 +299,32 @@ class DiGSeg(BaseSegmentor):
         # the fraction of valid pixels under each latent pixel weighs the latent losses
         latent_valid = F.avg_pool2d(valid[:, None].float(), self.backbone.downsample_factor)
         # the single-step objective compares decoded masks; it needs mask latents only for its latent term
-        needs_latents = cfg['objective'] == 'denoising' or cfg['loss_weights'].get('latent', 0)
+        # and the learned readout
+        needs_latents = (cfg['objective'] == 'denoising' or cfg['loss_weights'].get('latent', 0)
+                         or self.mask_readout is not None)
         mask_latents = self.backbone.encode_masks(masks) if needs_latents else None
         pooled, tokens = self.text_encoder(names)
-        args = (image_latents[img_idx], mask_latents, tokens[cls_idx], pooled[cls_idx], latent_valid)
+        image_latents, tokens, pooled = image_latents[img_idx], tokens[cls_idx], pooled[cls_idx]
         if cfg['objective'] == 'denoising':
-            return self.decode_head.loss_denoising(*args, timestep_range=cfg['timestep_range'])
-        ce_target = gt if cfg['loss_weights'].get('ce') else None  # (B, H, W): pairs are (image, every class)
-        return self.decode_head.loss_single_step(*args, masks, valid, self.backbone.decode_masks,
-                                                 cfg['loss_weights'], ce_target, cfg['ignore_index'])
+            losses = self.decode_head.loss_denoising(image_latents, mask_latents, tokens, pooled, latent_valid,
+                                                     timestep_range=cfg['timestep_range'])
+            readout_latents = mask_latents
+        else:
+            clean = self.decode_head.single_step(image_latents, tokens, pooled)
+            ce_target = gt if cfg['loss_weights'].get('ce') else None  # (B, H, W): pairs are (image, every class)
+            losses = self.decode_head.single_step_losses(clean, mask_latents, latent_valid, masks, valid,
+                                                         self.backbone.decode_masks, cfg['loss_weights'],
+                                                         ce_target, cfg['ignore_index'])
+            readout_latents = clean
+        if self.mask_readout is not None:
+            # the encoder's latents of the true masks, and (single_step) what the U-Net predicts, which is
+            # what the readout reads at test time; detached, so the U-Net never learns from the readout
+            if readout_latents is not mask_latents:
+                readout_latents = torch.cat([mask_latents, readout_latents])
+                masks, valid = masks.repeat(2, 1, 1), valid.repeat(2, 1, 1)
+            weight = cfg['loss_weights'].get('readout', DEFAULT_TRAIN_CFG['loss_weights']['readout'])
+            losses['loss_readout'] = weight * self.mask_readout.loss(readout_latents.detach(), masks, valid)
+        return losses
 
     # ---- inference ------------------------------------------------------------------------------
     def _start_noise(self, image_latent: Tensor, num_members: int, seed: int) -> Tensor:
@@ -302,6 +350,13 @@ class DiGSeg(BaseSegmentor):
             num_steps,
             self.test_cfg['timestep_spacing'])
         latents = latents.view(n, num_members, c, h, w).mean(1)
+        return self.read_masks(latents)
+
+    def read_masks(self, latents: Tensor) -> Tensor:
+        """Mask latents (n, c, h, w) -> scores (n, H, W) in [0, 1]: the full VAE decode, or the learned
+        readout (``test_cfg.mask_readout``)."""
+        if self.test_cfg['mask_readout'] == 'learned':
+            return self.mask_readout.scores(latents)
         return ((self.backbone.decode_masks(latents).float() + 1) / 2).clamp(0, 1)
 
     def windows(self, height: int, width: int) -> List[Tuple[int, int, int, int]]:
