@@ -1,0 +1,15 @@
+# DiGSeg-tiny in palette mode (beyond the paper): one colour-coded mask per image, decoded once, whatever
+# the number of classes.
+#   python tools/train.py configs/digseg/digseg-palette_tiny_synth-shapes-64.py
+_base_ = ['./digseg_tiny_synth-shapes-64.py']
+model = dict(
+    type='DiGSegPalette',
+    mask_readout=None,
+    # single_step: cross-entropy over the decoded mask's colour distances, plus MSE to the painted mask's
+    # latent (a smooth signal while the decoded colours are still far off); bce and dice are binary mode's.
+    # shuffle_palette=True draws each image's colours, binding them to classes through the prompt only (for
+    # new vocabularies); at this budget the tiny model does not learn that binding (docs/benchmarks.md),
+    # so colours stay fixed per class here.
+    train_cfg=dict(shuffle_palette=False, loss_weights=dict(_delete_=True, ce=1.0, latent=1.0)))
+# one U-Net sample per image (binary mode: one per image and class), so more images per step
+train_dataloader = dict(batch_size=16)

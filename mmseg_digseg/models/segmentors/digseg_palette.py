@@ -1,0 +1,219 @@
+"""DiGSeg's palette mode (beyond the paper): one colour-coded mask per image instead of one mask per class."""
+import math
+from typing import Dict, List, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from mmseg.registry import MODELS
+from mmseg.utils import SampleList
+from ..decode_heads.diffusion_mask_head import masked_mse
+from .digseg import DiGSeg, scores_to_logits
+
+# Candidate colours: a 16-level lattice of the RGB cube, in [-1, 1] (the VAE's image range)
+PALETTE_LEVELS = 16
+COLOUR_FREQUENCIES = 4  # sin/cos features of each channel at pi * 1..4, next to the channel itself
+
+
+def palette_colours(num_colours: int) -> Tensor:
+    """``num_colours`` maximally separated RGB colours in [-1, 1], (N, 3): greedy farthest-point order on
+    the lattice from black, so the first N of a longer palette are as separated as a palette of N."""
+    levels = torch.linspace(-1, 1, PALETTE_LEVELS, dtype=torch.float64)
+    candidates = torch.cartesian_prod(levels, levels, levels)
+    if num_colours > len(candidates):
+        raise ValueError(f'A palette has at most {len(candidates)} colours, {num_colours} were asked for.')
+    chosen = [0]
+    distance = ((candidates - candidates[0])**2).sum(1)
+    for _ in range(num_colours - 1):
+        chosen.append(int(distance.argmax()))
+        distance = torch.minimum(distance, ((candidates - candidates[chosen[-1]])**2).sum(1))
+    return candidates[chosen].float()
+
+
+def min_colour_distance(colours: Tensor) -> float:
+    """The smallest distance between two colours of a palette, in 8-bit units (0-255 per channel)."""
+    if len(colours) < 2:
+        return math.inf
+    distances = torch.cdist(colours.double(), colours.double())
+    return float((distances + torch.eye(len(colours), dtype=distances.dtype) * 1e9).min() * 127.5)
+
+
+def paint(labels: Tensor, colours: Tensor, ignore_index: int = 255) -> Tensor:
+    """Label maps (B, H, W) -> colour masks (B, 3, H, W) in [-1, 1], ``colours`` (B, C, 3) or (C, 3); ignored
+    pixels are mid-grey (they are left out of every loss)."""
+    if colours.dim() == 2:
+        colours = colours.expand(labels.shape[0], -1, -1)
+    valid = labels != ignore_index
+    index = torch.where(valid, labels, 0).flatten(1)  # (B, HW)
+    painted = torch.gather(colours, 1, index[..., None].expand(-1, -1, 3))  # (B, HW, 3)
+    painted = painted * valid.flatten(1)[..., None]
+    return painted.transpose(1, 2).reshape(labels.shape[0], 3, *labels.shape[1:])
+
+
+def colour_distance_logits(images: Tensor, colours: Tensor, temperature: float) -> Tensor:
+    """Decoded colour masks (B, 3, H, W) -> per-class logits (B, C, H, W): minus each pixel's squared
+    distance to every class colour, divided by ``temperature`` times the palette's squared minimum
+    distance (so the sharpness does not depend on how many colours share the cube)."""
+    if colours.dim() == 2:
+        colours = colours.expand(images.shape[0], -1, -1)
+    d_min = min_colour_distance(colours[0]) / 127.5
+    scale = temperature * (d_min**2 if math.isfinite(d_min) else 1.0)
+    pixels = images.float().flatten(2).transpose(1, 2)  # (B, HW, 3)
+    distances = torch.cdist(pixels, colours.float())**2  # (B, HW, C)
+    return (-distances / scale).transpose(1, 2).reshape(images.shape[0], -1, *images.shape[-2:])
+
+
+def colour_features(colours: Tensor) -> Tensor:
+    """(..., 3) colours -> (..., 3 + 6 * COLOUR_FREQUENCIES): the channels and their sin/cos at a few
+    frequencies, so that the U-Net's cross-attention can tell nearby colours apart."""
+    freqs = math.pi * torch.arange(1, COLOUR_FREQUENCIES + 1, device=colours.device, dtype=colours.dtype)
+    angles = (colours[..., None] * freqs).flatten(-2)
+    return torch.cat([colours, angles.sin(), angles.cos()], dim=-1)
+
+
+COLOUR_FEATURE_DIM = 3 + 6 * COLOUR_FREQUENCIES
+
+
+@MODELS.register_module()
+class DiGSegPalette(DiGSeg):
+    """DiGSeg in palette mode: the whole label map as one colour-coded mask per image.
+
+    Each class of the vocabulary gets a colour (``palette_colours``: maximally separated); the label map is
+    painted with them, VAE-encoded once and denoised like DiGSeg's binary masks, under a prompt that binds
+    colours to classes: one cross-attention token per class, its pooled CLIP embedding next to features of
+    its colour. Decoding measures each pixel's distance to every class colour, which gives per-class logits,
+    so MMSeg's argmax, TTA and evaluators work unchanged. Inference costs one U-Net pass per step and
+    member and one VAE decode per image, whatever the vocabulary's size (the cross-attention over one
+    token per class aside). With ``train_cfg.shuffle_palette`` each training image draws its own colours,
+    so colours carry no class meaning of their own and a new vocabulary works.
+
+    Beyond the palette's capacity (``min_colour_distance``), vocabularies are refused: use binary mode.
+
+    Args:
+        min_colour_distance (float): the smallest distance between two class colours (8-bit units)
+            that a vocabulary may need; ``tools/analysis_tools/palette_roundtrip.py`` measures what the
+            VAE keeps apart.
+        temperature (float): decoding sharpness (``colour_distance_logits``).
+        palette_size (int, optional): with ``shuffle_palette``, training draws each image's colours from the
+            first ``max(palette_size, vocabulary size)`` palette colours; test time always takes the first N.
+        Other arguments as ``DiGSeg``; ``train_cfg`` adds ``shuffle_palette``; its losses are ``ce``
+        (per-pixel cross-entropy over the colour-distance logits of the decoded mask, single_step) and
+        ``latent`` (MSE to the painted mask's latent); denoising uses the diffusion MSE.
+    """
+
+    def __init__(self, *args, min_colour_distance: float = 32.0, temperature: float = 1.0,
+                 palette_size: Optional[int] = None, **kwargs):
+        train_cfg = dict(kwargs.pop('train_cfg', None) or {})
+        shuffle_palette = train_cfg.pop('shuffle_palette', True)
+        # every class of every image is in each training step by construction
+        train_cfg.update(num_positive=None, num_negative=None)
+        super().__init__(*args, train_cfg=train_cfg, **kwargs)
+        self.shuffle_palette = shuffle_palette
+        self.min_colour_distance, self.temperature, self.palette_size = min_colour_distance, temperature, palette_size
+        if self.mask_readout is not None:
+            raise ValueError('model.mask_readout reads binary masks; palette mode decodes colour masks with the VAE.')
+        if self.test_cfg['topk_classes'] is not None:
+            raise ValueError('test_cfg.topk_classes prunes per-class passes; palette mode has one pass for every '
+                             'class: leave it None.')
+        if self._class_names is not None:
+            self.colours(len(self._class_names))  # refuse a vocabulary too large for the palette now
+
+    def _head_dims(self) -> Dict[str, int]:
+        # one token per class: [pooled CLIP embedding, colour features]
+        return dict(text_token_dim=self.text_encoder.embed_dim + COLOUR_FEATURE_DIM,
+                    text_embed_dim=self.text_encoder.embed_dim)
+
+    def colours(self, num_classes: int) -> Tensor:
+        """The first ``num_classes`` palette colours (C, 3), refusing vocabularies they cannot keep apart."""
+        colours = palette_colours(num_classes)
+        distance = min_colour_distance(colours)
+        if distance < self.min_colour_distance:
+            raise ValueError(
+                f'{num_classes} classes are too many for palette mode: their colours would be {distance:.1f} '
+                f'apart (8-bit units), under min_colour_distance={self.min_colour_distance}. Use binary mode '
+                f"(model.type='DiGSeg', one mask per class) for this vocabulary.")
+        return colours
+
+    def vocabulary_prompt(self, pooled: Tensor, colours: Tensor):
+        """Class embeddings (C, E) and colours (B, C, 3) -> cross-attention tokens (B, C, E + colour features)
+        and the class-embedding input (B, E): the vocabulary's mean embedding."""
+        tokens = torch.cat([pooled.expand(colours.shape[0], -1, -1), colour_features(colours)], dim=-1)
+        return tokens, pooled.mean(0, keepdim=True).expand(colours.shape[0], -1)
+
+    def _training_colours(self, batch_size: int, num_classes: int, device) -> Tensor:
+        colours = self.colours(num_classes).to(device)
+        if not self.shuffle_palette:
+            return colours.expand(batch_size, -1, -1)
+        pool = palette_colours(max(self.palette_size or 0, num_classes)).to(device)
+        return torch.stack([pool[torch.randperm(len(pool), device=device)[:num_classes]] for _ in range(batch_size)])
+
+    def loss(self, inputs: Tensor, data_samples: SampleList) -> dict:
+        cfg = self.train_cfg
+        ignore_index, weights = cfg['ignore_index'], cfg['loss_weights']
+        gt = torch.stack([ds.gt_sem_seg.data[0] for ds in data_samples]).long()
+        inputs, gt = self._pad(inputs, 0.0), self._pad(gt, ignore_index)
+        image_latents = self.extract_feat(inputs)
+        colours = self._training_colours(gt.shape[0], len(self.class_names), gt.device)
+        pooled, _ = self.text_encoder(self.class_names)
+        tokens, mean_pooled = self.vocabulary_prompt(pooled, colours)
+        latent_valid = F.avg_pool2d((gt != ignore_index)[:, None].float(), self.backbone.downsample_factor)
+        painted_latents = self.backbone.encode(paint(gt, colours, ignore_index))
+        if cfg['objective'] == 'denoising':
+            return self.decode_head.loss_denoising(image_latents, painted_latents, tokens, mean_pooled, latent_valid,
+                                                   timestep_range=cfg['timestep_range'])
+        clean = self.decode_head.single_step(image_latents, tokens, mean_pooled)
+        logits = colour_distance_logits(self.backbone.decode(clean), colours, self.temperature)
+        losses = dict(loss_ce=weights.get('ce', 1.0) * F.cross_entropy(logits, gt, ignore_index=ignore_index))
+        if weights.get('latent'):
+            losses['loss_latent'] = weights['latent'] * masked_mse(clean, painted_latents, latent_valid)
+        return losses
+
+    @torch.no_grad()
+    def palette_logits(self, image_latent: Tensor, tokens: Tensor, mean_pooled: Tensor, seed: int) -> Tensor:
+        """One image latent (1, c, h, w) -> per-class logits (C, H, W): denoise one colour mask (the
+        ensemble's members averaged in latent space) and decode it once."""
+        cfg = self.test_cfg
+        noise = self._start_noise(image_latent, cfg['ensemble_size'], seed)
+        members = noise.shape[0]
+        latents = self.decode_head.sample(image_latent.expand(members, -1, -1, -1), tokens.expand(members, -1, -1),
+                                          mean_pooled.expand(members, -1), noise, cfg['num_steps'],
+                                          cfg['timestep_spacing'])
+        decoded = self.backbone.decode(latents.mean(0, keepdim=True))
+        colours = self.colours(tokens.shape[1]).to(tokens.device)
+        scores = colour_distance_logits(decoded, colours, self.temperature).softmax(1)
+        return scores_to_logits(scores)[0]  # sigmoid(logit) = the class's probability, as binary mode's scores
+
+    @torch.no_grad()
+    def encode_decode(self, inputs: Tensor, batch_img_metas: List[dict]) -> Tensor:
+        """Images -> per-class logits (B, C, H, W); windows (``mode='slide'``) are averaged where they overlap."""
+        names = self.class_names
+        pooled, _ = self.text_encoder(names)
+        tokens, mean_pooled = self.vocabulary_prompt(pooled, self.colours(len(names)).to(pooled.device)[None])
+        H, W = inputs.shape[-2:]
+        logits = inputs.new_zeros((inputs.shape[0], len(names), H, W), dtype=torch.float32)
+        count = inputs.new_zeros((H, W), dtype=torch.float32)
+        boxes = self.windows(H, W)
+        for y1, y2, x1, x2 in boxes:
+            count[y1:y2, x1:x2] += 1
+        for b in range(inputs.shape[0]):
+            for y1, y2, x1, x2 in boxes:
+                latent = self.extract_feat(self._pad(inputs[b:b + 1, :, y1:y2, x1:x2], 0.0))
+                window = self.palette_logits(latent, tokens, mean_pooled, self.test_cfg['seed'] + b)
+                logits[b, :, y1:y2, x1:x2] += window[:, :y2 - y1, :x2 - x1]
+        return logits / count
+
+    def _predict_labels_only(self, inputs: Tensor, data_samples: SampleList) -> SampleList:
+        # the logits of every class come from one decode: nothing to save by a running argmax
+        return self.postprocess_result(self.encode_decode(inputs, [ds.metainfo for ds in data_samples]),
+                                       data_samples)
+
+    def score_classes(self, inputs: Tensor, class_names: Sequence[str]) -> Tensor:
+        with self.vocabulary(class_names):
+            return self.encode_decode(inputs, []).sigmoid()
+
+    def cost_per_view(self, num_windows: int = 1) -> Dict[str, int]:
+        """U-Net passes, VAE decodes and encodes per image and view: flat in the vocabulary."""
+        cfg = self.test_cfg
+        return dict(unet=num_windows * cfg['ensemble_size'] * cfg['num_steps'], decodes=num_windows, readouts=0,
+                    encodes=num_windows)

@@ -1,0 +1,171 @@
+"""Palette mode: painting, nearest-colour decoding, colour binding, losses and cost flat in the vocabulary."""
+import copy
+import os.path as osp
+
+import pytest
+import torch
+
+from mmseg_digseg.models.segmentors.digseg_palette import (colour_distance_logits, min_colour_distance, paint,
+                                                           palette_colours)
+from ..conftest import REPO_ROOT
+from .test_digseg import make_batch
+
+PALETTE_CONFIG = osp.join(REPO_ROOT, 'configs/digseg/digseg-palette_tiny_synth-shapes-64.py')
+CLASSES = ['background', 'disc', 'square', 'triangle', 'cross', 'ring']
+
+
+@pytest.fixture
+def palette_cfg(tiny_cfg):
+    from mmengine.config import Config
+    cfg = Config.fromfile(PALETTE_CONFIG)
+    cfg.train_dataloader.dataset.data_root = tiny_cfg.train_dataloader.dataset.data_root
+    return cfg
+
+
+def build(cfg, **changes):
+    from mmseg.registry import MODELS
+    model_cfg = copy.deepcopy(cfg.model)
+    model_cfg.update(changes)
+    torch.manual_seed(0)
+    model = MODELS.build(model_cfg)
+    model.class_names = CLASSES
+    return model
+
+
+def blocky_labels(num_classes=6, size=32, seed=0):
+    """Label maps of flat 8x8 blocks, with an ignored block."""
+    g = torch.Generator().manual_seed(seed)
+    blocks = torch.randint(0, num_classes, (2, size // 8, size // 8), generator=g)
+    labels = blocks.repeat_interleave(8, 1).repeat_interleave(8, 2)
+    labels[:, :8, :8] = 255
+    return labels
+
+
+def test_palette_colours_are_maximally_separated_and_prefix_stable():
+    colours = palette_colours(150)
+    assert colours.shape == (150, 3) and colours.abs().max() <= 1
+    assert len({tuple(c.tolist()) for c in colours}) == 150
+    torch.testing.assert_close(palette_colours(6), colours[:6])  # a vocabulary's colours do not depend on N
+    assert min_colour_distance(colours[:6]) > min_colour_distance(colours[:19]) > min_colour_distance(colours) > 32
+    assert min_colour_distance(palette_colours(847)) < 32  # ADE-847: too close for the default
+
+
+def test_painting_then_nearest_colour_decoding_is_exact_on_flat_regions():
+    labels = blocky_labels(19)
+    colours = palette_colours(19)
+    painted = paint(labels, colours)
+    assert painted.shape == (2, 3, 32, 32)
+    torch.testing.assert_close(painted[0, :, 20, 20], colours[labels[0, 20, 20]])
+    assert (painted[:, :, :8, :8] == 0).all()  # ignored pixels: mid-grey
+    decoded = colour_distance_logits(painted, colours, temperature=1.0).argmax(1)
+    valid = labels != 255
+    assert torch.equal(decoded[valid], labels[valid])
+    # small decoding errors (well under half the minimum colour distance) do not change a label
+    noisy = painted + 0.2 * min_colour_distance(colours) / 127.5 * torch.randn_like(painted).clamp(-1, 1) / 3**0.5
+    assert torch.equal(colour_distance_logits(noisy, colours, 1.0).argmax(1)[valid], labels[valid])
+
+
+def test_shuffled_binding_changes_colours_not_labels(palette_cfg):
+    model = build(palette_cfg, train_cfg=dict(shuffle_palette=True), palette_size=12)
+    torch.manual_seed(1)
+    colours = model._training_colours(2, 6, 'cpu')  # (2 images, 6 classes, 3)
+    fixed = model.colours(6)
+    assert not torch.equal(colours[0], colours[1]) and not torch.equal(colours[0], fixed)
+    pool = {tuple(c.tolist()) for c in palette_colours(12)}
+    assert all(tuple(c.tolist()) in pool for c in colours.flatten(0, 1))  # drawn from the first 12
+    labels = blocky_labels(6)
+    valid = labels != 255
+    for b in range(2):  # each image decodes with its own colours to the same labels
+        painted = paint(labels[b:b + 1], colours[b])
+        assert not torch.equal(painted, paint(labels[b:b + 1], fixed))
+        assert torch.equal(colour_distance_logits(painted, colours[b], 1.0).argmax(1)[valid[b:b + 1]],
+                           labels[b:b + 1][valid[b:b + 1]])
+    unshuffled = build(palette_cfg)
+    assert torch.equal(unshuffled._training_colours(2, 6, 'cpu'), fixed.expand(2, -1, -1))
+
+
+def test_ignored_pixels_get_no_gradient(palette_cfg):
+    model = build(palette_cfg)
+    inputs, samples = make_batch(2, 32)
+    for sample in samples:
+        sample.gt_sem_seg.data[:, :, :16] = 255  # the left half is ignored
+    decoded = []
+
+    def keep_grad(module, args, output):
+        output.retain_grad()
+        decoded.append(output)
+
+    handle = model.backbone.vae.decoder.register_forward_hook(keep_grad)
+    losses = model.loss(inputs, samples)
+    handle.remove()
+    sum(losses.values()).backward()
+    grad = decoded[0].grad
+    assert grad[..., :16].abs().max() == 0 and grad[..., 16:].abs().max() > 0
+    assert set(losses) == {'loss_ce', 'loss_latent'}
+
+
+def test_palette_model_learns_a_batch(palette_cfg):
+    model = build(palette_cfg)
+    inputs, samples = make_batch(2, 32)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=1e-3)
+    first = None
+    for _ in range(15):
+        loss = sum(model.loss(inputs, samples).values())
+        first = first if first is not None else loss.item()
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+    assert loss.item() < 0.5 * first
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert all(n.startswith('decode_head.') for n in trainable)
+
+
+def count_calls(module):
+    calls = []
+    module.register_forward_hook(lambda mod, args, out: calls.append(args[0].shape[0]))
+    return calls
+
+
+@pytest.mark.parametrize('preset', ['1x1', '4x2'])
+def test_one_unet_batch_per_step_and_one_decode_whatever_the_vocabulary(palette_cfg, preset):
+    model = build(palette_cfg)
+    model.eval()
+    members, steps = map(int, preset.split('x'))
+    model.test_cfg.update(ensemble_size=members, num_steps=steps)
+    unet, decoder = count_calls(model.decode_head.unet), count_calls(model.backbone.vae.decoder)
+    for names in (CLASSES, [f'class {i}' for i in range(150)]):
+        unet.clear(), decoder.clear()
+        with torch.no_grad(), model.vocabulary(names):
+            pred = model.predict(torch.zeros(1, 3, 32, 40))[0]
+        assert unet == [members] * steps and decoder == [1]
+        assert pred.seg_logits.data.shape == (len(names), 32, 40)
+        # sigmoid(logit) are the classes' probabilities (each clamped to at least 1e-4, as binary mode's scores)
+        torch.testing.assert_close(pred.seg_logits.data.sigmoid().sum(0), torch.ones(32, 40), atol=len(names) * 1e-4,
+                                   rtol=0)
+        assert model.cost_per_view() == dict(unet=members * steps, decodes=1, readouts=0, encodes=1)
+
+
+def test_vocabulary_too_large_for_the_palette_names_binary_mode(palette_cfg):
+    model = build(palette_cfg)
+    with pytest.raises(ValueError, match="847 classes are too many for palette mode.*model.type='DiGSeg'"):
+        with model.vocabulary([f'class {i}' for i in range(847)]):
+            model.predict(torch.zeros(1, 3, 32, 32))
+    with pytest.raises(ValueError, match='too many for palette mode'):
+        build(palette_cfg, class_names=[f'class {i}' for i in range(500)])
+    with pytest.raises(ValueError, match='topk_classes'):
+        build(palette_cfg, test_cfg=dict(topk_classes=3))
+
+
+def test_slide_windows_average_the_palette_logits(palette_cfg):
+    model = build(palette_cfg)
+    model.eval()
+    image = torch.rand(1, 3, 32, 64) * 2 - 1
+    whole = model.encode_decode(image, [])
+    model.test_cfg.update(mode='slide', crop_size=(32, 32), stride=(32, 32))  # two windows, no overlap
+    windows = model.encode_decode(image, [])
+    model.test_cfg.update(mode='whole')
+    left = model.encode_decode(image[..., :32], [])
+    torch.testing.assert_close(windows[..., :32], left)
+    assert windows.shape == whole.shape == (1, 6, 32, 64)
