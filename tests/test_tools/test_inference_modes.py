@@ -1,0 +1,143 @@
+"""tools/test.py --tta and tools/infer.py in binary mode with the learned mask readout, and in palette mode.
+
+The TTA runs go through tools/test.py unchanged, with the VAE decoder's and the U-Net's forward counted in
+the subprocess, so the logged cost line is checked against what actually ran.
+"""
+import glob
+import os
+import os.path as osp
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mmseg_digseg.apis import init_digseg, segment
+from ..conftest import REPO_ROOT, TINY_CONFIG
+from .test_train_test import data_options
+
+PALETTE_CONFIG = osp.join(REPO_ROOT, 'configs/digseg/digseg-palette_tiny_synth-shapes-64.py')
+CLASSES = ('background', 'disc', 'square', 'triangle', 'cross', 'ring')
+PROMPTS = ['disc', 'ring', 'background']
+LEARNED = {'model.test_cfg.mask_readout': 'learned'}
+
+# tools/test.py as its own __main__, with the forward passes of the VAE decoder and the U-Net counted
+COUNTING_TEST = '''
+import atexit, runpy, sys
+from diffusers import AutoencoderKL, UNet2DConditionModel
+Decoder = sys.modules[AutoencoderKL.__module__].Decoder
+calls = dict(decoder=0, unet=0)
+def counting(cls, key):
+    forward = cls.forward
+    def wrapped(self, *args, **kwargs):
+        calls[key] += 1
+        return forward(self, *args, **kwargs)
+    cls.forward = wrapped
+counting(Decoder, 'decoder')
+counting(UNet2DConditionModel, 'unet')
+atexit.register(lambda: print(f"COUNTED decoder={calls['decoder']} unet={calls['unet']}", flush=True))
+sys.argv = ['tools/test.py'] + sys.argv[1:]
+runpy.run_path('tools/test.py', run_name='__main__')
+'''
+
+
+def run_tool(*args):
+    """test_train_test.run_tool, with the caller's OMP_NUM_THREADS (default 2) for the subprocess."""
+    env = dict(os.environ, PYTHONUNBUFFERED='1', OMP_NUM_THREADS=os.environ.get('OMP_NUM_THREADS', '2'))
+    proc = subprocess.run([sys.executable, *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    return out
+
+
+def save_checkpoint(config, path):
+    """A checkpoint in mmengine's format, with dataset_meta (what tools/train.py writes)."""
+    model = init_digseg(config)
+    state_dict = model.state_dict()
+    torch.save(dict(state_dict=state_dict, meta=dict(dataset_meta=dict(classes=CLASSES))), path)
+    return state_dict
+
+
+@pytest.fixture(scope='module')
+def readout_checkpoint(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp('ckpt') / 'tiny_readout.pth')
+    state_dict = save_checkpoint(TINY_CONFIG, path)
+    assert any(k.startswith('mask_readout.') for k in state_dict)  # the readout's weights travel with it
+    return path
+
+
+@pytest.fixture(scope='module')
+def palette_checkpoint(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp('ckpt') / 'tiny_palette.pth')
+    state_dict = save_checkpoint(PALETTE_CONFIG, path)
+    assert not any(k.startswith('mask_readout.') for k in state_dict)
+    return path
+
+
+@pytest.fixture(scope='module')
+def image_path(synth_root):
+    return sorted(glob.glob(osp.join(synth_root, 'img_dir/val/*.png')))[0]
+
+
+def run_counted_tta(config, checkpoint, synth_root, work_dir, *extra_options):
+    options = data_options(synth_root, 2)  # ['--cfg-options', ...]: more options append to it
+    out = run_tool('-c', COUNTING_TEST, config, checkpoint, '--tta', '--work-dir', work_dir, *options,
+                   *extra_options)
+    miou = float(re.search(r'mIoU: ([\d.]+)', out).group(1))
+    assert 0 <= miou <= 100
+    counted = re.search(r'COUNTED decoder=(\d+) unet=(\d+)', out)
+    return out, int(counted.group(1)), int(counted.group(2))
+
+
+def test_tta_with_the_learned_readout_decodes_nothing(readout_checkpoint, synth_root, tmp_path):
+    out, decodes, unet = run_counted_tta(TINY_CONFIG, readout_checkpoint, synth_root, str(tmp_path),
+                                         'model.test_cfg.mask_readout=learned')
+    assert ('Test: 4 images, 6 classes, 2 view(s), ensemble 1 x 1 step(s): 12 U-Net passes and 0 VAE decodes '
+            '(12 learned readouts) per image') in out
+    assert decodes == 0  # the VAE decoder never ran
+    # 4 images x 2 views, each one U-Net call for its 6 classes (class_chunk_size=16): the passes are batched
+    assert unet == 4 * 2
+
+
+def test_tta_in_palette_mode_decodes_once_per_view(palette_checkpoint, synth_root, tmp_path):
+    out, decodes, unet = run_counted_tta(PALETTE_CONFIG, palette_checkpoint, synth_root, str(tmp_path))
+    assert ('Test: 4 images, 6 classes, 2 view(s), ensemble 1 x 1 step(s): 2 U-Net passes and 2 VAE decodes '
+            '(0 learned readouts) per image') in out
+    assert decodes == 4 * 2 and unet == 4 * 2  # one of each per image and view, for all 6 classes
+
+
+def test_segment_with_the_learned_readout_skips_the_decoder(readout_checkpoint, image_path):
+    """tools/infer.py has no --cfg-options, so the learned readout is selected through the Python API."""
+    model = init_digseg(TINY_CONFIG, readout_checkpoint, cfg_options=LEARNED)
+    assert model.test_cfg['mask_readout'] == 'learned'
+    decoder_calls, readout_latents = [], []
+    model.backbone.vae.decoder.register_forward_hook(lambda *_: decoder_calls.append(1))
+    model.mask_readout.register_forward_hook(lambda module, args, output: readout_latents.append(args[0].shape[0]))
+    result = segment(model, image_path, PROMPTS)
+    assert result.seg_logits.data.shape == (3, 64, 64)
+    assert result.pred_sem_seg.data.shape == (1, 64, 64)
+    assert set(result.pred_sem_seg.data.unique().tolist()) <= {0, 1, 2}
+    assert not decoder_calls
+    assert sum(readout_latents) == 3  # one mask latent read per prompt
+
+    # the scores are the readout's: the same model with the VAE decode gives others (random readout weights)
+    model.test_cfg['mask_readout'] = 'vae'
+    decoded = segment(model, image_path, PROMPTS)
+    assert decoder_calls
+    assert not torch.allclose(decoded.seg_logits.data, result.seg_logits.data, atol=1e-3)
+
+
+def test_infer_tool_in_palette_mode(palette_checkpoint, image_path, tmp_path):
+    out = run_tool('tools/infer.py', image_path, '--config', PALETTE_CONFIG, '--checkpoint', palette_checkpoint,
+                   '--prompts', ','.join(PROMPTS), '--out-dir', str(tmp_path))
+    assert 'Wrote' in out and 'and 3 score maps' in out
+    overlay = np.asarray(Image.open(tmp_path / (osp.splitext(osp.basename(image_path))[0] + '_overlay.png')))
+    assert overlay.ndim == 3 and overlay.shape[0] > 64
+    maps = sorted(osp.basename(p) for p in glob.glob(str(tmp_path / '*_score_*.png')))
+    assert [m.split('_score_')[1] for m in maps] == ['000_disc.png', '001_ring.png', '002_background.png']
+    present = out.split('labels present: ')[1].splitlines()[0]
+    assert set(re.findall(r"'([^']+)'", present)) <= set(PROMPTS)
