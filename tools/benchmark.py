@@ -3,6 +3,13 @@
     python tools/benchmark.py CONFIG [--checkpoint CKPT] [--vocab-sizes 19 150 847] [--image-size 640 853]
         [--presets 1x1 4x2] [--topk 50] [--device cuda] [--out-dir work_dirs/benchmark]
 
+With ``--table4``: the paper's ensemble x steps table on the config's test split, for binary mode (full VAE
+decode and learned readout) and palette mode, with mIoU, images/s and the cost against the vocabulary
+(see ``tools/benchmark_table4.py``)::
+
+    python tools/benchmark.py CONFIG --checkpoint CKPT --table4 --palette-config P --palette-checkpoint PC \
+        [--baseline-config B --baseline-checkpoint BC] [--doc docs/benchmarks.md]
+
 Every setting runs in a fresh process (build, a warm-up prediction on a small image that also caches the
 text embeddings, then the timed predictions), so that peak memory is that setting's own: CUDA's peak
 allocated memory on a GPU, the peak resident memory (VmHWM, reset after the warm-up) on CPU, both above
@@ -27,9 +34,10 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description='Benchmark DiGSeg inference against the vocabulary size.')
     p.add_argument('config')
     p.add_argument('--checkpoint', help='weights to load (speed and memory do not depend on them)')
-    p.add_argument('--vocab-sizes', type=int, nargs='+', default=[19, 150, 847])
+    p.add_argument('--vocab-sizes', type=int, nargs='+', default=None, help='default: 19 150 847 (--table4: 6 19 150)')
     p.add_argument('--image-size', type=int, nargs=2, default=[640, 853], metavar=('H', 'W'))
-    p.add_argument('--presets', nargs='+', default=['1x1'], help='ensemble x steps, e.g. 1x1 4x2')
+    p.add_argument('--presets', nargs='+', default=None,
+                   help='ensemble x steps, e.g. 1x1 4x2 (default: 1x1; --table4: 1x1 1x2 4x2 8x2 20x50)')
     p.add_argument('--class-chunk-size', type=int, default=None, help='default: the config\'s')
     p.add_argument('--topk', type=int, nargs='*', default=[], help='also run with top-K class pruning')
     p.add_argument('--modes', nargs='+', default=['logits', 'labels'], choices=['logits', 'labels'])
@@ -37,7 +45,24 @@ def parse_args(argv=None):
     p.add_argument('--device', default='cuda' if _cuda() else 'cpu')
     p.add_argument('--out-dir', default='work_dirs/benchmark')
     p.add_argument('--single', help=argparse.SUPPRESS)  # internal: one setting (JSON) in this process
-    return p.parse_args(argv)
+    t4 = p.add_argument_group('--table4: ensemble x steps x modes on the config\'s test split')
+    t4.add_argument('--table4', action='store_true')
+    t4.add_argument('--palette-config')
+    t4.add_argument('--palette-checkpoint')
+    t4.add_argument('--baseline-config', help='an MMSeg model timed and scored beside (e.g. SegFormer-B0)')
+    t4.add_argument('--baseline-checkpoint')
+    t4.add_argument('--data-root', help='the test split\'s data_root (default: the config\'s)')
+    t4.add_argument('--max-images', type=int, default=None, help='test images per setting (default: all)')
+    t4.add_argument('--slow-images', type=int, default=12, help='test images for the 20x50 row')
+    t4.add_argument('--plot', help='where the plot goes (default: OUT_DIR/table4.png)')
+    t4.add_argument('--doc', help='markdown file whose table4 block is replaced by the results')
+    args = p.parse_args(argv)
+    if args.table4 and not args.palette_config:
+        p.error('--table4 needs --palette-config (and --palette-checkpoint) beside the binary CONFIG.')
+    args.presets = args.presets or (['1x1', '1x2', '4x2', '8x2', '20x50'] if args.table4 else ['1x1'])
+    if not args.table4:
+        args.vocab_sizes = args.vocab_sizes or [19, 150, 847]
+    return args
 
 
 def _cuda():
@@ -124,6 +149,10 @@ def plot(results, path):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.table4:
+        sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+        import benchmark_table4
+        return benchmark_table4.main(args, list(argv if argv is not None else sys.argv[1:]))
     if args.single:
         print('RESULT ' + json.dumps(run_setting(args, json.loads(args.single))))
         return

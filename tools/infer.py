@@ -34,6 +34,9 @@ def parse_args():
                         'with one class a line, instead of --prompts')
     parser.add_argument('--topk', type=int, help='denoise only the K classes with the best one-step pre-score')
     parser.add_argument('--preset', choices=list(INFERENCE_PRESETS), help='ensemble x steps (default: the config\'s)')
+    parser.add_argument('--mask-readout', choices=['vae', 'learned'],
+                        help='binary mode: read masks with the full VAE decode or the learned readout '
+                        '(default: the config\'s)')
     parser.add_argument('--max-score-maps', type=int, default=32)
     parser.add_argument('--out-dir', default='work_dirs/infer')
     parser.add_argument('--device', default='cpu')
@@ -57,7 +60,8 @@ def main():
     if args.prompts and args.vocabulary:
         raise SystemExit('Give either --prompts or --vocabulary, not both.')
     prompts = load_vocabulary(args.vocabulary) if args.vocabulary else split_prompts(args.prompts)
-    model = init_digseg(args.config, args.checkpoint, device=args.device)
+    options = {'model.test_cfg.mask_readout': args.mask_readout} if args.mask_readout else None
+    model = init_digseg(args.config, args.checkpoint, device=args.device, cfg_options=options)
     names = prompts or model.class_names
     with_scores = len(names) <= args.max_score_maps
     model.test_cfg.update(return_logits=with_scores, topk_classes=args.topk)

@@ -156,6 +156,11 @@ def test_vocabulary_too_large_for_the_palette_names_binary_mode(palette_cfg):
         build(palette_cfg, class_names=[f'class {i}' for i in range(500)])
     with pytest.raises(ValueError, match='topk_classes'):
         build(palette_cfg, test_cfg=dict(topk_classes=3))
+    model.test_cfg['topk_classes'] = 3  # set after building, as tools/infer.py --topk does
+    with pytest.raises(ValueError, match='topk_classes'):
+        model.predict(torch.zeros(1, 3, 32, 32))
+    with pytest.raises(ValueError, match="palette mode decodes its colour mask with the VAE"):
+        build(palette_cfg, test_cfg=dict(mask_readout='learned'))
 
 
 def test_slide_windows_average_the_palette_logits(palette_cfg):

@@ -111,7 +111,7 @@ def test_tta_in_palette_mode_decodes_once_per_view(palette_checkpoint, synth_roo
 
 
 def test_segment_with_the_learned_readout_skips_the_decoder(readout_checkpoint, image_path):
-    """tools/infer.py has no --cfg-options, so the learned readout is selected through the Python API."""
+    """The Python API with the learned readout (tools/infer.py --mask-readout learned: below)."""
     model = init_digseg(TINY_CONFIG, readout_checkpoint, cfg_options=LEARNED)
     assert model.test_cfg['mask_readout'] == 'learned'
     decoder_calls, readout_latents = [], []
@@ -131,9 +131,13 @@ def test_segment_with_the_learned_readout_skips_the_decoder(readout_checkpoint, 
     assert not torch.allclose(decoded.seg_logits.data, result.seg_logits.data, atol=1e-3)
 
 
-def test_infer_tool_in_palette_mode(palette_checkpoint, image_path, tmp_path):
-    out = run_tool('tools/infer.py', image_path, '--config', PALETTE_CONFIG, '--checkpoint', palette_checkpoint,
-                   '--prompts', ','.join(PROMPTS), '--out-dir', str(tmp_path))
+@pytest.mark.parametrize('mode', ['palette', 'learned readout'])
+def test_infer_tool_in_each_mode(mode, palette_checkpoint, readout_checkpoint, image_path, tmp_path):
+    if mode == 'palette':
+        args = ['--config', PALETTE_CONFIG, '--checkpoint', palette_checkpoint]
+    else:
+        args = ['--config', TINY_CONFIG, '--checkpoint', readout_checkpoint, '--mask-readout', 'learned']
+    out = run_tool('tools/infer.py', image_path, *args, '--prompts', ','.join(PROMPTS), '--out-dir', str(tmp_path))
     assert 'Wrote' in out and 'and 3 score maps' in out
     overlay = np.asarray(Image.open(tmp_path / (osp.splitext(osp.basename(image_path))[0] + '_overlay.png')))
     assert overlay.ndim == 3 and overlay.shape[0] > 64

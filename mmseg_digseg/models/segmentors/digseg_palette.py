@@ -104,6 +104,9 @@ class DiGSegPalette(DiGSeg):
 
     def __init__(self, *args, min_colour_distance: float = 32.0, temperature: float = 1.0,
                  palette_size: Optional[int] = None, **kwargs):
+        if (kwargs.get('test_cfg') or {}).get('mask_readout', 'vae') != 'vae':
+            raise ValueError("test_cfg.mask_readout reads binary masks; palette mode decodes its colour mask with the "
+                             "VAE: leave it 'vae' (or use binary mode, model.type='DiGSeg', for the learned readout).")
         train_cfg = dict(kwargs.pop('train_cfg', None) or {})
         shuffle_palette = train_cfg.pop('shuffle_palette', True)
         # every class of every image is in each training step by construction
@@ -187,6 +190,9 @@ class DiGSegPalette(DiGSeg):
     @torch.no_grad()
     def encode_decode(self, inputs: Tensor, batch_img_metas: List[dict]) -> Tensor:
         """Images -> per-class logits (B, C, H, W); windows (``mode='slide'``) are averaged where they overlap."""
+        if self.test_cfg['topk_classes'] is not None:  # set after building (tools/infer.py --topk)
+            raise ValueError('test_cfg.topk_classes prunes per-class passes; palette mode has one pass for every '
+                             'class: leave it None (no --topk).')
         names = self.class_names
         pooled, _ = self.text_encoder(names)
         tokens, mean_pooled = self.vocabulary_prompt(pooled, self.colours(len(names)).to(pooled.device)[None])
