@@ -168,7 +168,7 @@ def markdown(results, command, plot_path, doc_path):
         cells = []
         for mode in MODES:
             r = next(r for r in results['table4'] if r['mode'] == mode and r['preset'] == preset)
-            cells.append(f"{r['mIoU']:.2f} | {r['images_per_s']:.1f} | {r['seconds'] / floor:.1f}")
+            cells.append(f"{r['mIoU']:.2f} | {1 / r['seconds']:.3g} | {r['seconds'] / floor:.1f}")
         lines.append(f'| {preset} | ' + ' | '.join(cells) + ' |')
     half, full = results['half'], next(r for r in results['table4'] if r['mode'] == 'binary, VAE decode'
                                        and r['preset'] == '1x1')
@@ -231,7 +231,7 @@ def main(args, argv):
         use = batches[:args.slow_images] if preset == '20x50' else batches
         miou, seconds = evaluate(model, use, metainfo)
         results['table4'].append(dict(mode=mode, preset=preset, mIoU=round(miou, 2), seconds=seconds,
-                                      images_per_s=round(1 / seconds, 2), images=len(use)))
+                                      images_per_s=round(1 / seconds, 4), images=len(use)))
         tqdm.write(f'{mode:>24} {preset:>6}: mIoU {miou:6.2f}  {1 / seconds:8.2f} images/s')
         if preset == '1x1':
             image = model.data_preprocessor(batches[0], False)['inputs']

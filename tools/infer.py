@@ -86,7 +86,7 @@ def main():
     fig.savefig(overlay_path, bbox_inches='tight', dpi=100)
     plt.close(fig)
     num_maps = len(names) if with_scores else 0
-    scores = result.seg_logits.data.sigmoid().cpu().numpy() if with_scores else []
+    scores = model.logits_to_scores(result.seg_logits.data).cpu().numpy() if with_scores else []
     for i in range(num_maps):
         safe = ''.join(c if c.isalnum() else '_' for c in names[i].split(',')[0].strip())
         plt.imsave(osp.join(args.out_dir, f'{stem}_score_{i:03d}_{safe}.png'), scores[i], cmap='viridis',

@@ -135,15 +135,21 @@ def test_one_unet_batch_per_step_and_one_decode_whatever_the_vocabulary(palette_
     members, steps = map(int, preset.split('x'))
     model.test_cfg.update(ensemble_size=members, num_steps=steps)
     unet, decoder = count_calls(model.decode_head.unet), count_calls(model.backbone.vae.decoder)
+    last_sample = []
+    sample = model.decode_head.sample
+    model.decode_head.sample = lambda *args: (last_sample.clear(), last_sample.extend(args), sample(*args))[-1]
     for names in (CLASSES, [f'class {i}' for i in range(150)]):
         unet.clear(), decoder.clear()
         with torch.no_grad(), model.vocabulary(names):
             pred = model.predict(torch.zeros(1, 3, 32, 40))[0]
         assert unet == [members] * steps and decoder == [1]
         assert pred.seg_logits.data.shape == (len(names), 32, 40)
-        # sigmoid(logit) are the classes' probabilities (each clamped to at least 1e-4, as binary mode's scores)
-        torch.testing.assert_close(pred.seg_logits.data.sigmoid().sum(0), torch.ones(32, 40), atol=len(names) * 1e-4,
-                                   rtol=0)
+        # minus scaled squared colour distances: their softmax is the class probability
+        decoded = model.backbone.decode(model.decode_head.sample(*last_sample).mean(0, keepdim=True))
+        expected = -torch.cdist(decoded.flatten(2).transpose(1, 2), model.colours(len(names)))**2
+        scale = model.temperature * (min_colour_distance(model.colours(len(names))) / 127.5)**2
+        torch.testing.assert_close(pred.seg_logits.data, (expected / scale).transpose(1, 2).reshape(-1, 32, 40),
+                                   atol=1e-3, rtol=1e-4)
         assert model.cost_per_view() == dict(unet=members * steps, decodes=1, readouts=0, encodes=1)
 
 

@@ -455,6 +455,11 @@ class DiGSeg(BaseSegmentor):
                 scores[b, idx] = chunk_scores
         return scores
 
+    @staticmethod
+    def logits_to_scores(logits: Tensor, dim: int = 0) -> Tensor:
+        """``seg_logits`` -> per-class scores in [0, 1] (binary mode: the sigmoid, each class on its own)."""
+        return logits.sigmoid()
+
     def encode_decode(self, inputs: Tensor, batch_img_metas: List[dict]) -> Tensor:
         """Images -> per-class logits (B, C, H, W) at the input size (see ``scores_to_logits``);
         classes pruned by ``topk_classes`` get ``PRUNED_LOGIT``, below every computed logit."""

@@ -1,4 +1,5 @@
 """DiGSeg's palette mode (beyond the paper): one colour-coded mask per image instead of one mask per class."""
+import functools
 import math
 from typing import Dict, List, Optional, Sequence
 
@@ -9,7 +10,7 @@ from torch import Tensor
 from mmseg.registry import MODELS
 from mmseg.utils import SampleList
 from ..decode_heads.diffusion_mask_head import masked_mse
-from .digseg import DiGSeg, scores_to_logits
+from .digseg import DiGSeg
 
 # Candidate colours: a 16-level lattice of the RGB cube, in [-1, 1] (the VAE's image range)
 PALETTE_LEVELS = 16
@@ -19,6 +20,11 @@ COLOUR_FREQUENCIES = 4  # sin/cos features of each channel at pi * 1..4, next to
 def palette_colours(num_colours: int) -> Tensor:
     """``num_colours`` maximally separated RGB colours in [-1, 1], (N, 3): greedy farthest-point order on
     the lattice from black, so the first N of a longer palette are as separated as a palette of N."""
+    return _palette_colours(num_colours).clone()
+
+
+@functools.lru_cache(maxsize=16)  # built once per vocabulary size: the greedy search is not free per image
+def _palette_colours(num_colours: int) -> Tensor:
     levels = torch.linspace(-1, 1, PALETTE_LEVELS, dtype=torch.float64)
     candidates = torch.cartesian_prod(levels, levels, levels)
     if num_colours > len(candidates):
@@ -33,6 +39,12 @@ def palette_colours(num_colours: int) -> Tensor:
 
 def min_colour_distance(colours: Tensor) -> float:
     """The smallest distance between two colours of a palette, in 8-bit units (0-255 per channel)."""
+    return _min_colour_distance(tuple(map(tuple, colours.detach().cpu().tolist())))
+
+
+@functools.lru_cache(maxsize=64)  # asked for every decoded image
+def _min_colour_distance(colours: tuple) -> float:
+    colours = torch.tensor(colours, dtype=torch.float64)
     if len(colours) < 2:
         return math.inf
     distances = torch.cdist(colours.double(), colours.double())
@@ -54,14 +66,18 @@ def paint(labels: Tensor, colours: Tensor, ignore_index: int = 255) -> Tensor:
 def colour_distance_logits(images: Tensor, colours: Tensor, temperature: float) -> Tensor:
     """Decoded colour masks (B, 3, H, W) -> per-class logits (B, C, H, W): minus each pixel's squared
     distance to every class colour, divided by ``temperature`` times the palette's squared minimum
-    distance (so the sharpness does not depend on how many colours share the cube)."""
+    distance (so the sharpness does not depend on how many colours share the cube). Their softmax over
+    classes is each pixel's class probability."""
     if colours.dim() == 2:
         colours = colours.expand(images.shape[0], -1, -1)
     d_min = min_colour_distance(colours[0]) / 127.5
     scale = temperature * (d_min**2 if math.isfinite(d_min) else 1.0)
-    pixels = images.float().flatten(2).transpose(1, 2)  # (B, HW, 3)
-    distances = torch.cdist(pixels, colours.float())**2  # (B, HW, C)
-    return (-distances / scale).transpose(1, 2).reshape(images.shape[0], -1, *images.shape[-2:])
+    pixels = images.float().flatten(2)  # (B, 3, HW)
+    colours = colours.float()
+    # -|x - c|^2 = 2 x.c - |c|^2 - |x|^2: one small matmul, already (B, C, HW), no (HW, C) transpose
+    logits = torch.bmm(colours, pixels).mul_(2).sub_((colours**2).sum(-1, keepdim=True))
+    logits = logits.sub_((pixels**2).sum(1, keepdim=True)).div_(scale)
+    return logits.view(images.shape[0], -1, *images.shape[-2:])
 
 
 def colour_features(colours: Tensor) -> Tensor:
@@ -83,7 +99,8 @@ class DiGSegPalette(DiGSeg):
     painted with them, VAE-encoded once and denoised like DiGSeg's binary masks, under a prompt that binds
     colours to classes: one cross-attention token per class, its pooled CLIP embedding next to features of
     its colour. Decoding measures each pixel's distance to every class colour, which gives per-class logits,
-    so MMSeg's argmax, TTA and evaluators work unchanged. Inference costs one U-Net pass per step and
+    so MMSeg's argmax, TTA (softmax averaging) and evaluators work unchanged; ``seg_logits.softmax(0)`` are the
+    classes' probabilities (``logits_to_scores``). Inference costs one U-Net pass per step and
     member and one VAE decode per image, whatever the vocabulary's size (the cross-attention over one
     token per class aside). With ``train_cfg.shuffle_palette`` each training image draws its own colours,
     so colours carry no class meaning of their own and a new vocabulary works.
@@ -184,8 +201,7 @@ class DiGSegPalette(DiGSeg):
                                           cfg['timestep_spacing'])
         decoded = self.backbone.decode(latents.mean(0, keepdim=True))
         colours = self.colours(tokens.shape[1]).to(tokens.device)
-        scores = colour_distance_logits(decoded, colours, self.temperature).softmax(1)
-        return scores_to_logits(scores)[0]  # sigmoid(logit) = the class's probability, as binary mode's scores
+        return colour_distance_logits(decoded, colours, self.temperature)[0]
 
     @torch.no_grad()
     def encode_decode(self, inputs: Tensor, batch_img_metas: List[dict]) -> Tensor:
@@ -216,7 +232,12 @@ class DiGSegPalette(DiGSeg):
 
     def score_classes(self, inputs: Tensor, class_names: Sequence[str]) -> Tensor:
         with self.vocabulary(class_names):
-            return self.encode_decode(inputs, []).sigmoid()
+            return self.logits_to_scores(self.encode_decode(inputs, []), dim=1)
+
+    @staticmethod
+    def logits_to_scores(logits: Tensor, dim: int = 0) -> Tensor:
+        """Palette logits are minus scaled colour distances: their softmax over classes is the probability."""
+        return logits.softmax(dim)
 
     def cost_per_view(self, num_windows: int = 1) -> Dict[str, int]:
         """U-Net passes, VAE decodes and encodes per image and view: flat in the vocabulary."""
