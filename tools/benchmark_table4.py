@@ -2,7 +2,7 @@
 
 For binary mode with the full VAE decode (the paper's), binary mode with the learned readout and palette mode,
 and each preset (ensemble x steps): mIoU on the config's test split and images per second (the model's
-``test_step`` only, batch 1, after a warm-up); the per-image time against the vocabulary size (the first N
+``test_step`` only, batch 1, after a warm-up, median over the images); the per-image time against the vocabulary size (the first N
 names of ADE20K-Full, preset 1x1); each time as a ratio to the floor, one VAE encode + one U-Net pass; the
 FLOPs of one mask readout against one full decode, at the tiny model's and at SD 2.1-base's size (counted on
 the meta device: no weights, no compute); an MMSeg baseline's images/s and mIoU beside them. Writes
@@ -46,17 +46,18 @@ def test_data(cfg, max_images):
 
 
 def evaluate(model, batches, metainfo):
-    """mIoU (MMSeg's IoUMetric) and seconds per image of ``model.test_step``, after one warm-up step."""
+    """mIoU (MMSeg's IoUMetric) and seconds per image of ``model.test_step`` (the median over the images,
+    after one warm-up step: a shared or throttled CPU slows some steps down, not the median)."""
     from mmseg.evaluation import IoUMetric
-    metric = IoUMetric(prefix="test")
+    metric = IoUMetric(prefix='test')
     metric.dataset_meta = metainfo
     with torch.no_grad():
         model.test_step(batches[0])
-        seconds = 0.0
+        times = []
         for batch in batches:
             start = time.perf_counter()
             outputs = model.test_step(batch)
-            seconds += time.perf_counter() - start
+            times.append(time.perf_counter() - start)
             metric.process(batch, [output.to_dict() for output in outputs])  # as mmengine's Evaluator
     from mmengine.logging import MMLogger
     logger = MMLogger.get_current_instance()
@@ -66,7 +67,7 @@ def evaluate(model, batches, metainfo):
         miou = metric.compute_metrics(metric.results)['mIoU']
     finally:
         logger.setLevel(level)
-    return float(miou), seconds / len(batches)
+    return float(miou), statistics.median(times)
 
 
 def median_seconds(fn, repeats):
@@ -160,7 +161,8 @@ def plot(results, path):
 def markdown(results, command, plot_path, doc_path):
     floor = results['floor_seconds']
     lines = [f'Measured by `{command}` on {results["machine"]}, {results["date"]}; '
-             f'{results["num_images"]} test images ({results["slow_images"]} for the 20x50 row), batch 1. '
+             f'{results["num_images"]} test images ({results["slow_images"]} for the 20x50 row), batch 1, median seconds '
+             'per image. '
              f'Floor: one VAE encode + one U-Net pass = {floor * 1000:.1f} ms per image.', '',
              '| preset | ' + ' | '.join(f'{m}: mIoU | img/s | x floor' for m in MODES) + ' |',
              '|---|' + '---|---|---|' * len(MODES)]
