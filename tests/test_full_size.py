@@ -65,6 +65,7 @@ start = time.time()
 runner.train()
 report['train_step_s'] = round(time.time() - start, 1)
 report['loss'] = runner.message_hub.get_scalar('train/loss').current()
+report['loss_readout'] = runner.message_hub.get_scalar('train/loss_readout').current()
 report['conv_in_changed'] = not torch.equal(before, head.unet.conv_in.weight.detach())
 state = model.state_dict()
 report['checkpoint_keys_frozen'] = [k for k in state if k.startswith(('backbone.', 'text_encoder.'))][:3]
@@ -80,6 +81,14 @@ report['pred_shape'] = list(result.pred_sem_seg.data.shape)
 report['labels'] = sorted(result.pred_sem_seg.data.unique().tolist())
 report['logits_shape'] = list(result.seg_logits.data.shape)
 report['logits_finite'] = bool(torch.isfinite(result.seg_logits.data).all())
+# the learned readout at SD's 8x factor: same output size, no decoder pass
+decodes = []
+model.backbone.vae.decoder.register_forward_hook(lambda *args: decodes.append(1))
+model.test_cfg['mask_readout'] = 'learned'
+learned = segment(model, image_path, prompts=['wall', 'floor', 'ceiling'])
+report['readout_factor'] = model.mask_readout.upsample_factor
+report['readout_logits_shape'] = list(learned.seg_logits.data.shape)
+report['readout_decodes'] = len(decodes)
 print('REPORT', json.dumps(report))
 """
 
@@ -152,3 +161,6 @@ def test_paper_config_with_the_real_architectures(sd21_dir, vitl_checkpoint, tmp
     assert 3.3 < report['checkpoint_model_gb'] < 3.7  # the U-Net (and text projection) in fp32
     assert report['pred_shape'] == [1, 256, 341] and report['logits_shape'] == [3, 256, 341]
     assert set(report['labels']) <= {0, 1, 2} and report['logits_finite']
+    assert np.isfinite(report['loss_readout']) and report['loss_readout'] > 0  # the readout trained alongside
+    assert report['readout_factor'] == 8 and report['readout_logits_shape'] == [3, 256, 341]
+    assert report['readout_decodes'] == 0

@@ -27,7 +27,9 @@ MODES = {  # name -> (which config, test_cfg overrides)
     'palette': ('palette', dict()),
 }
 HALF = ('binary, VAE decode, bf16', ('binary', dict(mask_readout='vae', precision='bf16')))  # preset 1x1 only
-SD21_FILES = 'tests/fixtures/sd21_base'
+REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+SD21_FILES = osp.join(REPO_ROOT, 'tests/fixtures/sd21_base')  # SD 2.1-base's published config files
+SD_MODEL_CONFIG = osp.join(REPO_ROOT, 'configs/_base_/models/digseg_sd21_vitl.py')
 BEGIN, END = '<!-- table4:begin -->', '<!-- table4:end -->'
 
 
@@ -239,8 +241,7 @@ def main(args, argv):
             image = model.data_preprocessor(batches[0], False)['inputs']
             if mode == 'binary, VAE decode':
                 results['floor_seconds'] = floor_seconds(model, image, args.repeats * 5)
-                results['flops'] = readout_flops(model, Config.fromfile(
-                    'configs/_base_/models/digseg_sd21_vitl.py').model.mask_readout)
+                results['flops'] = readout_flops(model, Config.fromfile(SD_MODEL_CONFIG).model.mask_readout)
             for n in vocab_sizes:
                 results['vocabulary'].append(dict(mode=mode, classes=n,
                                                   seconds=seconds_per_image(model, image, names[:n], args.repeats)))

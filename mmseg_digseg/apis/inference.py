@@ -31,9 +31,10 @@ def segment(model, images: Union[ImageType, Sequence[ImageType]],
             prompts: Optional[Sequence[str]] = None) -> Union[SegDataSample, List[SegDataSample]]:
     """Segment image(s) (paths or HxWxC BGR arrays) with ``prompts`` as the vocabulary.
 
-    Label ``i`` of ``pred_sem_seg`` is ``prompts[i]``; ``seg_logits.data.sigmoid()`` are the per-prompt scores
-    (``model.logits_to_scores(seg_logits.data)`` in any mode: palette mode's are a softmax over prompts; absent when ``model.test_cfg['return_logits']`` is False, as in the A-847 and PC-459 configs, which
-    keep memory flat in the vocabulary). ``prompts`` may also name a shipped vocabulary
+    Label ``i`` of ``pred_sem_seg`` is ``prompts[i]``; ``model.logits_to_scores(seg_logits.data)`` are the
+    per-prompt scores (binary mode: ``seg_logits.data.sigmoid()``; palette mode: a softmax over prompts).
+    ``seg_logits`` is absent when ``model.test_cfg['return_logits']`` is False, as in the A-847 and PC-459
+    configs, which keep memory flat in the vocabulary. ``prompts`` may also name a shipped vocabulary
     (``'ade20k_150'``) or a .txt file. Without ``prompts`` the model's own vocabulary is used.
     """
     batch = isinstance(images, (list, tuple))

@@ -40,8 +40,9 @@ def log_inference_cost(runner, loop_name):
     print_log(
         f'{loop_name.replace("_loop", "").capitalize()}: {len(dataset)} images, {len(model.class_names)} classes, '
         f'{views} view(s), ensemble {cfg["ensemble_size"]} x {cfg["num_steps"]} step(s): {cost["unet"]} U-Net '
-        f'passes and {cost["decodes"]} VAE decodes ({cost["readouts"]} learned readouts) per image{windows}. Fewer: test_cfg.topk_classes, '
-        f'a smaller preset, no --tta; during training, a larger train_cfg.val_interval.', 'current')
+        f'passes and {cost["decodes"]} VAE decodes ({cost["readouts"]} learned readouts) per image{windows}. '
+        f'Fewer: test_cfg.topk_classes, test_cfg.mask_readout=learned, a smaller preset, no --tta; during '
+        f'training, a larger train_cfg.val_interval.', 'current')
 
 
 @HOOKS.register_module()

@@ -4,11 +4,8 @@ The TTA runs go through tools/test.py unchanged, with the VAE decoder's and the 
 the subprocess, so the logged cost line is checked against what actually ran.
 """
 import glob
-import os
 import os.path as osp
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -17,7 +14,7 @@ from PIL import Image
 
 from mmseg_digseg.apis import init_digseg, segment
 from ..conftest import REPO_ROOT, TINY_CONFIG
-from .test_train_test import data_options
+from .test_train_test import data_options, run_tool
 
 PALETTE_CONFIG = osp.join(REPO_ROOT, 'configs/digseg/digseg-palette_tiny_synth-shapes-64.py')
 CLASSES = ('background', 'disc', 'square', 'triangle', 'cross', 'ring')
@@ -42,16 +39,6 @@ atexit.register(lambda: print(f"COUNTED decoder={calls['decoder']} unet={calls['
 sys.argv = ['tools/test.py'] + sys.argv[1:]
 runpy.run_path('tools/test.py', run_name='__main__')
 '''
-
-
-def run_tool(*args):
-    """test_train_test.run_tool, with the caller's OMP_NUM_THREADS (default 2) for the subprocess."""
-    env = dict(os.environ, PYTHONUNBUFFERED='1', OMP_NUM_THREADS=os.environ.get('OMP_NUM_THREADS', '2'))
-    proc = subprocess.run([sys.executable, *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
-                          timeout=600)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-4000:]
-    return out
 
 
 def save_checkpoint(config, path):

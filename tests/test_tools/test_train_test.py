@@ -12,7 +12,8 @@ from ..conftest import REPO_ROOT, TINY_CONFIG
 
 
 def run_tool(*args, check=True):
-    env = dict(os.environ, PYTHONUNBUFFERED='1', OMP_NUM_THREADS='2')
+    # the caller's OMP_NUM_THREADS (default 2): a run on one thread stays on one thread
+    env = dict(os.environ, PYTHONUNBUFFERED='1', OMP_NUM_THREADS=os.environ.get('OMP_NUM_THREADS', '2'))
     proc = subprocess.run([sys.executable, *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
                           timeout=600)
     out = proc.stdout + proc.stderr

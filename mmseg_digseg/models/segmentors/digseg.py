@@ -308,19 +308,20 @@ class DiGSeg(BaseSegmentor):
         if cfg['objective'] == 'denoising':
             losses = self.decode_head.loss_denoising(image_latents, mask_latents, tokens, pooled, latent_valid,
                                                      timestep_range=cfg['timestep_range'])
-            readout_latents = mask_latents
+            predicted = None
         else:
             clean = self.decode_head.single_step(image_latents, tokens, pooled)
             ce_target = gt if cfg['loss_weights'].get('ce') else None  # (B, H, W): pairs are (image, every class)
             losses = self.decode_head.single_step_losses(clean, mask_latents, latent_valid, masks, valid,
                                                          self.backbone.decode_masks, cfg['loss_weights'],
                                                          ce_target, cfg['ignore_index'])
-            readout_latents = clean
+            predicted = clean
         if self.mask_readout is not None:
             # the encoder's latents of the true masks, and (single_step) what the U-Net predicts, which is
             # what the readout reads at test time; detached, so the U-Net never learns from the readout
-            if readout_latents is not mask_latents:
-                readout_latents = torch.cat([mask_latents, readout_latents])
+            readout_latents = mask_latents
+            if predicted is not None:
+                readout_latents = torch.cat([mask_latents, predicted])
                 masks, valid = masks.repeat(2, 1, 1), valid.repeat(2, 1, 1)
             weight = cfg['loss_weights'].get('readout', DEFAULT_TRAIN_CFG['loss_weights']['readout'])
             losses['loss_readout'] = weight * self.mask_readout.loss(readout_latents.detach(), masks, valid)

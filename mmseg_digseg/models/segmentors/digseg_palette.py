@@ -65,18 +65,18 @@ def paint(labels: Tensor, colours: Tensor, ignore_index: int = 255) -> Tensor:
 
 def colour_distance_logits(images: Tensor, colours: Tensor, temperature: float) -> Tensor:
     """Decoded colour masks (B, 3, H, W) -> per-class logits (B, C, H, W): minus each pixel's squared
-    distance to every class colour, divided by ``temperature`` times the palette's squared minimum
-    distance (so the sharpness does not depend on how many colours share the cube). Their softmax over
-    classes is each pixel's class probability."""
+    distance to every class colour, divided by ``temperature`` times the squared minimum distance of the
+    image's colours (so the sharpness does not depend on how many colours share the cube). Their softmax
+    over classes is each pixel's class probability."""
     if colours.dim() == 2:
         colours = colours.expand(images.shape[0], -1, -1)
-    d_min = min_colour_distance(colours[0]) / 127.5
-    scale = temperature * (d_min**2 if math.isfinite(d_min) else 1.0)
+    d_min = [min_colour_distance(image_colours) / 127.5 for image_colours in colours]  # shuffled: per image
+    scale = images.new_tensor([temperature * (d**2 if math.isfinite(d) else 1.0) for d in d_min])[:, None, None]
     pixels = images.float().flatten(2)  # (B, 3, HW)
     colours = colours.float()
     # -|x - c|^2 = 2 x.c - |c|^2 - |x|^2: one small matmul, already (B, C, HW), no (HW, C) transpose
     logits = torch.bmm(colours, pixels).mul_(2).sub_((colours**2).sum(-1, keepdim=True))
-    logits = logits.sub_((pixels**2).sum(1, keepdim=True)).div_(scale)
+    logits = logits.sub_((pixels**2).sum(1, keepdim=True)).div_(scale.float())
     return logits.view(images.shape[0], -1, *images.shape[-2:])
 
 
