@@ -1,7 +1,11 @@
-"""tools/analysis_tools/digseg_inference_memory.py: the real DiGSeg.predict with SD 2.1-base's parts on
-fake tensors (run as a script: it patches diffusers' DDIM step and torch's norms for the count)."""
+"""tools/analysis_tools: digseg_inference_memory.py (the real DiGSeg.predict with SD 2.1-base's parts on
+fake tensors; run as a script: it patches diffusers' DDIM step and torch's norms for the count) and
+train_step_profile.py (where a training step's time goes)."""
+import json
+import os.path as osp
 import re
 
+from ..conftest import TINY_CONFIG
 from .test_train_test import run_tool
 
 
@@ -19,3 +23,19 @@ def test_inference_memory_of_the_full_size_model():
     grow_full = peak[60, 'full logits', 'on'] - peak[3, 'full logits', 'on']
     grow_labels = peak[60, 'labels only', 'on'] - peak[3, 'labels only', 'on']
     assert grow_labels < grow_full
+
+
+def test_train_step_profile_times_every_part(synth_root, tmp_path):
+    """tools/analysis_tools/train_step_profile.py: each part of a step timed alone, the whole step, top ops."""
+    out = run_tool('tools/analysis_tools/train_step_profile.py', TINY_CONFIG, '--batch-size', '2',
+                   '--repeats', '1', '--top', '10', '--out', str(tmp_path),
+                   '--cfg-options', f'train_dataloader.dataset.data_root={synth_root}')
+    assert '2 images x classes = 12 (image, class) pairs at [64, 64]' in out
+    with open(osp.join(tmp_path, 'train_step_profile.json')) as f:
+        result = json.load(f)
+    parts = result['parts']
+    assert list(parts) == ['image_encode', 'mask_encode', 'unet', 'vae_decode', 'step']
+    assert all(p['seconds'] > 0 and len(p['top']) == 10 for p in parts.values())
+    # the U-Net pass runs attention; the frozen decoder's backward computes convolution gradients
+    assert any('attention' in op['name'] for op in parts['unet']['top'])
+    assert any('convolution' in op['name'] for op in parts['vae_decode']['top'])

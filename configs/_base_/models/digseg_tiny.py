@@ -29,7 +29,10 @@ model = dict(
             block_out_channels=(32, 64, 64),
             layers_per_block=1,
             cross_attention_dim=64,
-            attention_head_dim=8,
+            # attention heads per block (diffusers' legacy name): head width 16, as SD keeps its heads wide
+            # (64). Eight heads of 4-8 channels made CPU attention half of the U-Net's step (0.40 -> 0.22 s
+            # forward + backward for 24 pairs: tools/analysis_tools/train_step_profile.py, docs/embedded_default.md)
+            attention_head_dim=(2, 4, 4),
             norm_num_groups=16),
         scheduler_cfg=dict(
             num_train_timesteps=1000,
@@ -47,7 +50,7 @@ model = dict(
     # single_step learned faster than denoising at the same wall time here (README). Every class of the
     # vocabulary for every image, and a per-pixel cross-entropy across them next to BCE + Dice: training
     # compares classes as inference's argmax does (README, "Measured here": 29.3 -> 31.1 mIoU on the old
-    # 4-channel VAE, 75.9 with the 16-channel one). 4 images x 6 classes = 24 (image, class) pairs a step.
+    # 4-channel VAE, 75.9 with the 16-channel one). (image, class) pairs a step: images x classes.
     train_cfg=dict(objective='single_step', num_positive=None, num_negative=None,
                    loss_weights=dict(bce=1.0, dice=1.0, ce=1.0)),
     test_cfg=dict(num_steps=1, ensemble_size=1, init_noise='zeros', class_chunk_size=16))
