@@ -26,7 +26,7 @@ def test_readme_python_snippets_run(tmp_path, monkeypatch):
     os.makedirs(tmp_path / 'work_dirs/quickstart')
     classes = ('background', 'disc', 'square', 'triangle', 'cross', 'ring')
     torch.save(dict(state_dict=model.state_dict(), meta=dict(dataset_meta=dict(classes=classes))),
-               tmp_path / 'work_dirs/quickstart/iter_800.pth')
+               tmp_path / 'work_dirs/quickstart/iter_1300.pth')
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(tmp_path / 'image.png')
     monkeypatch.chdir(tmp_path)

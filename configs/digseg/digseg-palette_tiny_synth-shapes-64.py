@@ -13,3 +13,9 @@ model = dict(
     train_cfg=dict(shuffle_palette=False, loss_weights=dict(_delete_=True, ce=1.0, latent=1.0)))
 # one U-Net sample per image (binary mode: one per image and class), so more images per step
 train_dataloader = dict(batch_size=16)
+# the 800-iteration schedule of configs/_base_/schedules/schedule_tiny.py (binary mode's is longer)
+train_cfg = dict(max_iters=800, val_interval=800)
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=20),
+    dict(type='CosineAnnealingLR', by_epoch=False, begin=20, end=800, eta_min=1e-5),
+]
