@@ -26,7 +26,6 @@ import json
 import os
 import os.path as osp
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))  # the repo, for a checkout
@@ -45,7 +44,7 @@ def parse_args(argv=None):
     parser.add_argument('--batch-size', type=int, help="images per step (default: the config's)")
     parser.add_argument('--repeats', type=int, default=5, help='timed runs per part, after one warm-up')
     parser.add_argument('--top', type=int, default=6, help='operators listed per part (0: none)')
-    parser.add_argument('--out', default='work_dirs/train_step_profile', help='where the JSON goes')
+    parser.add_argument('--out', default='work_dirs/train_step_profile', help='work dir: the JSON and the run\'s log')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config settings')
     return parser.parse_args(argv)
 
@@ -56,7 +55,7 @@ def build(args):
         cfg.merge_from_dict(args.cfg_options)
     if args.batch_size:
         cfg.train_dataloader.batch_size = args.batch_size
-    cfg.work_dir = tempfile.mkdtemp(prefix='train_step_profile_')
+    cfg.work_dir = args.out  # the Runner's log and config dump go beside the JSON
     cfg.visualizer = None  # nothing is drawn
     if cfg.optim_wrapper.get('type') == 'AmpOptimWrapper' and not torch.cuda.is_available():
         cfg.optim_wrapper = {k: v for k, v in cfg.optim_wrapper.items() if k not in ('dtype', 'loss_scale')}
