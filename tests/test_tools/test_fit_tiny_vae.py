@@ -1,0 +1,43 @@
+"""tools/fit_tiny_vae.py: a fresh fit, and ``--init`` continuing a saved VAE with its own architecture."""
+import json
+import os.path as osp
+
+import torch
+
+from .test_train_test import run_tool
+
+# a very small VAE, two steps: the tool's path end to end, not its quality
+SMALL = ['--iters', '2', '--batch-size', '2', '--widths', '8', '8', '8', '--norm-groups', '4', '--latent-channels',
+         '4', '--eval-every', '0', '--no-bf16']
+
+
+def _load(folder):
+    from diffusers import AutoencoderKL
+    return AutoencoderKL.from_pretrained(folder, subfolder='vae')
+
+
+def test_fit_then_continue_with_init(tmp_path):
+    first, second = str(tmp_path / 'first'), str(tmp_path / 'second')
+    out = run_tool('tools/fit_tiny_vae.py', '--out', first, *SMALL)
+    assert 'image PSNR' in out and 'saved' in out
+    with open(osp.join(first, 'vae', 'config.json')) as f:
+        cfg = json.load(f)
+    assert cfg['latent_channels'] == 4 and cfg['block_out_channels'] == [8, 8, 8]
+    assert 0.05 < cfg['scaling_factor'] < 100 and cfg['scaling_factor'] != 0.18215
+
+    # --init: no architecture options, yet the saved one (not the 16-channel default) is continued
+    out = run_tool('tools/fit_tiny_vae.py', '--init', first, '--out', second, '--iters', '2', '--batch-size', '2',
+                   '--eval-every', '0', '--no-bf16')
+    assert f'tiny VAE from {first}' in out and '4 latent channels' in out
+    a, b = _load(first), _load(second)
+    assert b.config.latent_channels == 4 and list(b.config.block_out_channels) == [8, 8, 8]
+    # it started from the first fit's weights (two small Adam steps away) and trained them further
+    wa, wb = a.encoder.conv_in.weight, b.encoder.conv_in.weight
+    assert not torch.equal(wa, wb)
+    assert (wa - wb).abs().max().item() < 0.05
+
+
+def test_init_without_a_vae_names_the_folder(tmp_path):
+    out = run_tool('tools/fit_tiny_vae.py', '--init', str(tmp_path / 'nothing'), '--out', str(tmp_path / 'o'),
+                   '--iters', '1', check=False)
+    assert 'no ' in out and 'nothing/vae/config.json' in out and 'holds vae/' in out
