@@ -268,8 +268,6 @@ def main():
             raise FileNotFoundError(f'--init {args.init}: no {args.init}/vae/config.json; give the model folder '
                                     'that holds vae/ (e.g. checkpoints/tiny_sd)')
         vae = AutoencoderKL.from_pretrained(args.init, subfolder='vae').float()
-        args.latent_channels = vae.config.latent_channels
-        args.widths = list(vae.config.block_out_channels)
     else:
         vae = AutoencoderKL(**dict(VAE_CONFIG, latent_channels=args.latent_channels,
                                    block_out_channels=tuple(args.widths), layers_per_block=args.layers_per_block,
@@ -288,8 +286,8 @@ def main():
 
     n_params = sum(p.numel() for p in vae.parameters())
     print(f'tiny VAE{" from " + args.init if args.init else ""}: {n_params / 1e6:.3f} M parameters, '
-          f'widths {tuple(args.widths)}, '
-          f'{args.latent_channels} latent channels; {args.iters} iterations, batch {args.batch_size} images '
+          f'widths {tuple(vae.config.block_out_channels)}, '
+          f'{vae.config.latent_channels} latent channels; {args.iters} iterations, batch {args.batch_size} images '
           f'+ {n_mask} masks, {args.threads} threads, {"bf16 autocast" if args.bf16 else "fp32"}', flush=True)
     t0 = time.time()
     for it in range(1, args.iters + 1):
