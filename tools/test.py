@@ -1,4 +1,9 @@
-"""Test a checkpoint: python tools/test.py CONFIG CKPT [--tta] [--show-dir D] [--work-dir D]."""
+"""Test a checkpoint: python tools/test.py CONFIG CKPT [--tta] [--show-dir D] [--work-dir D].
+
+--search-threshold runs the validation split with the config's val_evaluator instead: a BinarySegMetric
+there searches the threshold of this checkpoint and saves it to <work_dir>/binary_threshold.json, where a
+later test of the checkpoint (test_evaluator.threshold='from_file') finds it.
+"""
 import argparse
 import os
 import os.path as osp
@@ -22,6 +27,9 @@ def parse_args():
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config settings')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
     parser.add_argument('--tta', action='store_true', help='test-time augmentation (cfg.tta_pipeline)')
+    parser.add_argument('--search-threshold', action='store_true',
+                        help='predict the validation split with val_evaluator (BinarySegMetric\'s threshold search) '
+                        'to save the threshold of this checkpoint for its tests')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args()
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
@@ -43,6 +51,12 @@ def main():
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
     cfg.load_from = args.checkpoint
+    if args.search_threshold:
+        evaluators = cfg.val_evaluator if isinstance(cfg.val_evaluator, list) else [cfg.val_evaluator]
+        if not any(e.get('search_threshold') for e in evaluators):
+            raise SystemExit('--search-threshold needs a val_evaluator that searches a threshold, e.g. '
+                             "dict(type='BinarySegMetric', search_threshold=True); this config's has none.")
+        cfg.test_dataloader, cfg.test_evaluator = cfg.val_dataloader, cfg.val_evaluator
     if args.show or args.show_dir:
         hook = cfg.default_hooks.visualization
         hook.draw = True

@@ -1,5 +1,5 @@
-"""Runner hooks: the vocabulary agrees with the dataset, inference cost is logged, and training stops on a
-non-finite loss."""
+"""Runner hooks: the vocabulary agrees with the dataset, inference cost is logged, training stops on a
+non-finite loss, and a searched binary threshold stays with the weights it was searched for."""
 import math
 
 from mmengine.hooks import Hook
@@ -7,6 +7,8 @@ from mmengine.logging import print_log
 from mmengine.model import BaseTTAModel, is_model_wrapper
 
 from mmseg.registry import HOOKS
+from ..evaluation import BinarySegMetric
+from ..evaluation.metrics.binary_metric import CHECKPOINT_META_KEY, search_summary, weights_name
 from ..models.segmentors import DiGSeg
 
 
@@ -123,3 +125,56 @@ class CheckFiniteLossHook(Hook):
                 f'(optim_wrapper.optimizer.lr), add gradient clipping (optim_wrapper.clip_grad=dict('
                 f'max_norm=1.0)) or use bf16 instead of fp16, then continue from the last good '
                 f'checkpoint with --resume.')
+
+
+def binary_metrics(loop) -> list:
+    """The ``BinarySegMetric``s of a loop's evaluator."""
+    return [m for m in getattr(getattr(loop, 'evaluator', None), 'metrics', []) if isinstance(m, BinarySegMetric)]
+
+
+@HOOKS.register_module()
+class BinaryThresholdHook(Hook):
+    """Keep a ``BinarySegMetric`` threshold with the weights it was searched for.
+
+    Before each validation and test, the loop's BinarySegMetrics learn which weights they evaluate: the
+    loaded checkpoint's (its meta's ``experiment_name`` and ``iter``, and the search stored in it) until
+    training changes them, else the Runner's own (``experiment_name``, ``iter``). A search records its
+    threshold under those weights in the threshold file, and a checkpoint saved right after the search of
+    its own weights (``save_best`` saves after validation) also carries it in its meta, so the file is not
+    needed to test it. Interval checkpoints (``iter_N.pth``) are saved before their iteration's validation:
+    ``threshold='from_file'`` finds theirs in the file, by name.
+    """
+    priority = 'NORMAL'
+
+    def __init__(self):
+        self._loaded = None  # the loaded checkpoint's weights, until a training iteration changes them
+        self._val_metrics = []
+
+    def after_load_checkpoint(self, runner, checkpoint):
+        meta = checkpoint.get('meta') or {}
+        self._loaded = dict(experiment_name=meta.get('experiment_name'), iter=meta.get('iter'),
+                            record=meta.get(CHECKPOINT_META_KEY))
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        self._loaded = None
+
+    def _weights(self, runner) -> dict:
+        if self._loaded is not None:
+            return self._loaded
+        return dict(experiment_name=runner.experiment_name, iter=runner.iter, record=None)
+
+    def before_val(self, runner):
+        self._val_metrics = binary_metrics(runner.val_loop)
+        for metric in self._val_metrics:
+            metric.set_weights(self._weights(runner))
+
+    def before_test(self, runner):
+        for metric in binary_metrics(runner.test_loop):
+            metric.set_weights(self._weights(runner))
+
+    def before_save_checkpoint(self, runner, checkpoint):
+        meta = checkpoint['meta']
+        for metric in self._val_metrics:
+            if metric.last_search and weights_name(metric.last_search) == weights_name(meta):
+                meta[CHECKPOINT_META_KEY] = search_summary(metric.last_search)
+                return

@@ -1,10 +1,16 @@
 """The hooks inside a real mmengine Runner on the embedded default."""
 import copy
 import glob
+import importlib.util
+import json
 import math
+import os.path as osp
+import sys
 
 import pytest
 from mmengine.runner import Runner
+
+from ..conftest import REPO_ROOT
 
 
 def make_runner(cfg, tmp_path, name, **model_overrides):
@@ -93,3 +99,57 @@ def test_inference_cost_is_logged_with_tta_views(tiny_cfg, tmp_path):
     assert inference_cost(model) == dict(unet=2 * 2 * 2 + 6, decodes=2 + 6, readouts=0, encodes=1)
     model.test_cfg.update(mask_readout='learned')  # the readout replaces every decode
     assert inference_cost(model) == dict(unet=2 * 2 * 2 + 6, decodes=0, readouts=2 + 6, encodes=1)
+
+
+def binary_cfg(tiny_cfg, work_dir):
+    """The embedded default as a binary task (background / disc, the other shapes ignored), validated with
+    BinarySegMetric's threshold search after iterations 1 and 2, tested at the searched threshold."""
+    cfg = copy.deepcopy(tiny_cfg)
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        cfg[key] = copy.deepcopy(cfg[key])
+        cfg[key].dataset.metainfo = dict(classes=('background', 'disc'))
+    cfg.val_dataloader.dataset.indices = cfg.test_dataloader.dataset.indices = 2
+    cfg.val_evaluator = dict(type='BinarySegMetric', search_threshold=True)
+    cfg.test_evaluator = dict(type='BinarySegMetric', threshold='from_file')
+    assert {'type': 'BinaryThresholdHook'} in cfg.custom_hooks  # every config has it (default_runtime)
+    cfg.train_cfg.max_iters, cfg.train_cfg.val_interval = 2, 1
+    cfg.train_dataloader.batch_size = 1
+    # the best validation is the one with the lower threshold: iteration 1's with this seed (checked below)
+    cfg.default_hooks.checkpoint.update(interval=1, save_best='threshold', rule='less')
+    cfg.work_dir, cfg.experiment_name = str(work_dir), 'train'
+    return cfg
+
+
+def test_each_checkpoint_is_tested_at_the_threshold_searched_for_it(tiny_cfg, tmp_path, monkeypatch):
+    """Two validations choose different thresholds; the threshold file's last search is iteration 2's (what
+    every test used to read). best_*.pth (iteration 1) is tested at iteration 1's threshold (stored in its
+    meta), iter_2.pth at iteration 2's (found in the file by name; it was saved before its validation). A
+    threshold file without a search of the weights under test is refused, naming tools/test.py
+    --search-threshold, which then searches them on the validation split."""
+    cfg = binary_cfg(tiny_cfg, tmp_path)
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    searched = runner.message_hub.get_scalar('val/threshold').data[0].tolist()  # one per validation
+    assert len(searched) == 2 and searched[0] < searched[1], searched  # the premise: they differ
+    assert json.load(open(tmp_path / 'binary_threshold.json'))['threshold'] == pytest.approx(searched[1])
+
+    runner.load_checkpoint(str(tmp_path / 'best_threshold_iter_1.pth'))
+    assert runner.test()['threshold'] == pytest.approx(searched[0])
+    runner.load_checkpoint(str(tmp_path / 'iter_2.pth'))
+    assert runner.test()['threshold'] == pytest.approx(searched[1])
+
+    elsewhere = tmp_path / 'elsewhere'
+    [metric] = runner.test_evaluator.metrics
+    metric.threshold_file = str(elsewhere / 'binary_threshold.json')
+    with pytest.raises(ValueError, match='--search-threshold') as err:
+        runner.test()
+    assert f'{runner.experiment_name} iter 2' in str(err.value)
+    spec = importlib.util.spec_from_file_location('test_tool', osp.join(REPO_ROOT, 'tools/test.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    cfg.dump(str(tmp_path / 'binary.py'))
+    monkeypatch.setattr(sys, 'argv', ['test.py', str(tmp_path / 'binary.py'), str(tmp_path / 'iter_2.pth'),
+                                      '--search-threshold', '--work-dir', str(elsewhere),
+                                      '--cfg-options', 'experiment_name=search'])
+    tool.main()  # the validation split, searched for iter_2.pth's weights, saved in elsewhere/
+    assert runner.test()['threshold'] == pytest.approx(searched[1])

@@ -53,6 +53,48 @@ def test_dataset_and_image_aggregation_by_hand():
         'aAcc': (13 / 15 + 16 / 16 - 1 / 16) / 2}.items()})
 
 
+def test_empty_images_skipped_or_perfect_by_hand():
+    """Per image, an image with no foreground in label and prediction has IoU, precision, recall and F1 0/0:
+    'skip' leaves it out of their means, 'perfect' counts it as 1. An image with false positives only keeps
+    its recall 0/0 skipped either way; an image whose pixels are all ignored counts for nothing."""
+    empty = sample(GT2, GT2)  # TP 0, FP 0, FN 0, TN 16
+    ignored = sample([[255] * 4] * 4, GT2)  # no valid pixel
+    samples = [sample(GT1, PRED1), empty, sample(GT2, PRED2), ignored]
+    skip = evaluate(BinarySegMetric(aggregate='image'), samples)
+    perfect = evaluate(BinarySegMetric(aggregate='image', empty_images='perfect'), samples)
+    miou = ((3 / 5 + 10 / 12) / 2 + 1 + (0 + 15 / 16) / 2) / 3  # the empty image: background IoU 16/16
+    aacc = (13 / 15 + 1 + 15 / 16) / 3
+    assert skip == pytest.approx({k: 100 * v for k, v in {
+        'IoU': (3 / 5 + 0) / 2, 'Precision': (3 / 4 + 0) / 2, 'Recall': 3 / 4, 'F1': (6 / 8 + 0) / 2,
+        'Dice': (6 / 8 + 0) / 2, 'mIoU': miou, 'aAcc': aacc}.items()})
+    assert perfect == pytest.approx({k: 100 * v for k, v in {
+        'IoU': (3 / 5 + 1 + 0) / 3, 'Precision': (3 / 4 + 1 + 0) / 3, 'Recall': (3 / 4 + 1) / 2,
+        'F1': (6 / 8 + 1 + 0) / 3, 'Dice': (6 / 8 + 1 + 0) / 3, 'mIoU': miou, 'aAcc': aacc}.items()})
+    with pytest.raises(ValueError, match="aggregate='image'"):
+        BinarySegMetric(empty_images='perfect')  # pooled counts: nothing to score per image
+
+
+def test_empty_images_convention_changes_the_searched_threshold(tmp_path):
+    """Image A: 5 foreground pixels, one at 0.7 and four at 0.4, background at 0.1. Image B: no foreground,
+    one background pixel at 0.4. t=0.3: A's F1 1, B's F1 0 (a false positive). t=0.5: A's F1 2/6, B empty.
+    'skip': 0.3 -> (1 + 0) / 2 beats 0.5 -> 1/3 (B left out). 'perfect': 0.5 -> (1/3 + 1) / 2 beats 1/2."""
+    scores_a, gt_a = torch.full((4, 4), 0.1), torch.zeros(4, 4, dtype=torch.long)
+    gt_a[0, :] = 1
+    gt_a[1, 0] = 1
+    scores_a[0, :], scores_a[1, 0], scores_a[0, 0] = 0.4, 0.4, 0.7
+    scores_b = torch.full((4, 4), 0.1)
+    scores_b[2, 2] = 0.4
+    samples = [sample(gt.tolist(), torch.zeros(4, 4, dtype=torch.long).tolist(),
+                      seg_logits=torch.stack([torch.zeros(4, 4), torch.logit(scores)]))
+               for gt, scores in ((gt_a, scores_a), (torch.zeros(4, 4, dtype=torch.long), scores_b))]
+    kwargs = dict(search_threshold=True, thresholds=[0.3, 0.5], aggregate='image')
+    skip = evaluate(BinarySegMetric(threshold_file=str(tmp_path / 'skip.json'), **kwargs), samples)
+    perfect = evaluate(BinarySegMetric(empty_images='perfect', threshold_file=str(tmp_path / 'perfect.json'),
+                                       **kwargs), samples)
+    assert (skip['threshold'], skip['F1']) == pytest.approx((0.3, 50))
+    assert (perfect['threshold'], perfect['F1']) == pytest.approx((0.5, 100 * (1 / 3 + 1) / 2))
+
+
 def test_fixed_threshold_on_two_channel_logits():
     """Two channels: score = softmax foreground probability = sigmoid(l_fg - l_bg); fg where score > t."""
     scores = torch.tensor([[0.9, 0.5, 0.3, 0.1]] * 4)
@@ -159,6 +201,45 @@ def test_search_by_miou_and_per_image(tmp_path):
                                          threshold_file=str(tmp_path / 'c.json')),
                          [sample(gt.tolist(), pred, seg_logits=logits)] * 2)
     assert per_image['threshold'] == pytest.approx(0.3) and not math.isnan(per_image['F1'])
+
+
+def test_from_file_uses_the_threshold_of_the_weights_under_test(tmp_path):
+    """Two searches of two weights (0.60, then 0.30) in one file: each weights get their own threshold (the
+    file's last search is 0.30); a checkpoint's stored search comes first; unknown weights are an error that
+    says how to search."""
+    rng = np.random.default_rng(0)
+    path = str(tmp_path / 'binary_threshold.json')
+    for it, (lo, hi), best in ((2, (0.5949, 0.6051), 0.60), (4, (0.2949, 0.3051), 0.30)):
+        val = [sample(gt, seg_logits=logits) for gt, logits in (separable_logits(rng, lo, hi) for _ in range(2))]
+        for s in val:
+            s['pred_sem_seg'] = {'data': torch.zeros(1, 16, 16, dtype=torch.long)}
+        search = BinarySegMetric(search_threshold=True, threshold_file=path)
+        search.set_weights(dict(experiment_name='run', iter=it, record=None))
+        assert evaluate(search, val)['threshold'] == pytest.approx(best)
+    record = json.load(open(path))
+    assert record['threshold'] == pytest.approx(0.30) and record['iter'] == 4  # the last search
+    assert sorted(record['by_weights']) == ['run iter 2', 'run iter 4']
+    # the test image: foreground at 0.65, background at 0.35: perfect at 0.60; at 0.30 every background
+    # pixel is a false positive (precision 50)
+    gt = [[1, 1, 0, 0]] * 2
+    scores = torch.tensor([[0.65, 0.65, 0.35, 0.35]] * 2)
+    test = [sample(gt, seg_logits=torch.stack([torch.zeros(2, 4), torch.logit(scores)]))]
+
+    def tested(weights):
+        metric = BinarySegMetric(threshold='from_file', threshold_file=path)
+        metric.set_weights(weights)
+        return evaluate(metric, test)
+
+    at_2 = tested(dict(experiment_name='run', iter=2, record=None))
+    assert at_2['threshold'] == pytest.approx(0.60) and at_2['Precision'] == pytest.approx(100)
+    at_4 = tested(dict(experiment_name='run', iter=4, record=None))
+    assert at_4['threshold'] == pytest.approx(0.30) and at_4['Precision'] == pytest.approx(50)
+    stored = tested(dict(experiment_name='other', iter=8, record=dict(threshold=0.5, search_by='F1')))
+    assert stored['threshold'] == pytest.approx(0.5)
+    for weights in (dict(experiment_name='run', iter=6, record=None), dict(experiment_name=None, iter=None)):
+        with pytest.raises(ValueError, match='--search-threshold') as err:
+            tested(weights)
+        assert "run iter 2" in str(err.value) and 'test_evaluator.threshold=' in str(err.value)
 
 
 def test_missing_threshold_file_says_how_to_make_it(tmp_path):

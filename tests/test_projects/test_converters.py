@@ -83,7 +83,8 @@ def test_monuseg_fills_xml_polygons(tmp_path):
         for stem in stems:
             label = cv2.imread(str(out / 'ann_dir' / split / f'{stem}.png'), cv2.IMREAD_UNCHANGED)
             expected = np.zeros((125, 125), np.uint8)
-            cv2.fillPoly(expected, [np.round(p).astype(np.int32) for p in polygons[stem]], 1)
+            for p in polygons[stem]:  # the octagons are convex: the union of their fills, one at a time
+                expected |= cv2.fillPoly(np.zeros_like(expected), [np.round(p).astype(np.int32)], 1)
             np.testing.assert_array_equal(label, expected)
             tif_dir = ('MoNuSegTestData' if split == 'test' else 'MoNuSeg 2018 Training Data/Tissue Images')
             np.testing.assert_array_equal(cv2.imread(str(out / 'img_dir' / split / f'{stem}.png')),
@@ -104,6 +105,25 @@ def test_monuseg_polygon_pixels_by_hand(tmp_path):
     # the triangle x >= 40, y >= 40, x + y <= 90: rows of 11, 10, ..., 1 pixels
     assert [int(mask[y, 35:60].sum()) for y in range(40, 51)] == list(range(11, 0, -1))
     assert mask.sum() == 121 + 66 and set(np.unique(mask)) == {0, 1}
+
+
+def test_monuseg_overlapping_and_self_crossing_outlines_are_filled_whole(tmp_path):
+    """Two overlapping squares merge; one outline that goes round two overlapping squares (crossing itself)
+    covers both. An even-odd fill (one cv2.fillPoly call, or cv2.fillPoly of the self-crossing outline)
+    leaves the overlaps' inner pixels empty."""
+    xml = tmp_path / 'a.xml'
+    first, second = [(30, 30), (36, 30), (36, 36), (30, 36)], [(33, 33), (39, 33), (39, 39), (33, 39)]
+    twice_round = [(10, 10), (16, 10), (16, 16), (10, 16), (10, 10), (13, 13), (19, 13), (19, 19), (13, 19),
+                   (13, 13)]
+    write_monuseg_xml(str(xml), [np.array(first), np.array(second), np.array(twice_round)])
+    mask = monuseg.rasterise(monuseg.polygons_from_xml(str(xml)), 64, 64)
+    expected = np.zeros((64, 64), np.uint8)  # by hand: squares with their edges, rows/columns inclusive
+    expected[30:37, 30:37] = expected[33:40, 33:40] = 1
+    expected[10:17, 10:17] = expected[13:20, 13:20] = 1
+    np.testing.assert_array_equal(mask, expected)
+    # an outline past the tile's border is clipped to it
+    corner = monuseg.rasterise([np.array([(-5.0, -5.0), (3.0, -5.0), (3.0, 3.0), (-5.0, 3.0)])], 8, 8)
+    assert corner[:4, :4].all() and corner.sum() == 16
 
 
 def test_monuseg_missing_archives(tmp_path):

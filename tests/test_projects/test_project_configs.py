@@ -148,6 +148,10 @@ def test_project_config_trains_validates_and_tests(path, data_roots, tiny_sd_dir
     if binary:  # validation chose a threshold and saved it in the work dir
         record = json.load(open(osp.join(tmp_path, 'binary_threshold.json')))
         assert 0 < record['threshold'] < 1 and record['num_images'] == 1 and record['iter'] == 2
+        # kept under the weights searched, and in the best checkpoint saved right after (BinaryThresholdHook)
+        assert record['by_weights'][f'{runner.experiment_name} iter 2']['threshold'] == record['threshold']
+        [best] = glob.glob(osp.join(tmp_path, 'best_*_iter_2.pth'))
+        assert torch.load(best, weights_only=False)['meta']['binary_threshold']['threshold'] == record['threshold']
         for key in ('IoU', 'Precision', 'Recall', 'F1', 'mIoU', 'threshold', 'F1_default'):
             assert math.isfinite(runner.message_hub.get_scalar(f'val/{key}').current()), key
     else:

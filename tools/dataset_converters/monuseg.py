@@ -10,8 +10,9 @@ Input: SRC holds the two official archives of https://monuseg.grand-challenge.or
 * ``MoNuSegTestData.zip`` -> ``SRC/MoNuSegTestData/<id>.tif`` and ``<id>.xml`` (14 tiles).
 
 Each XML (Aperio ImageScope format) has one ``Region`` per nucleus whose ``Vertices/Vertex`` carry X
-(column) and Y (row) in pixels. Every region with at least 3 vertices is filled with ``cv2.fillPoly``
-(vertices rounded to the nearest pixel); overlapping nuclei merge into one foreground.
+(column) and Y (row) in pixels. Every region with at least 3 vertices is a nucleus: its outline (vertices
+rounded to the nearest pixel) and every pixel it encloses become foreground, each outline filled on its
+own, so overlapping nuclei merge into one foreground and an outline that crosses itself is filled whole.
 
 Output (``-o``, default ``data/monuseg``): ``img_dir/{train,val,test}/<id>.png`` (the tile, re-encoded
 losslessly) and ``ann_dir/{train,val,test}/<id>.png`` (uint8, 0 = background, 1 = nucleus). ``--num-val``
@@ -42,11 +43,36 @@ def polygons_from_xml(xml_path: str) -> list:
 
 
 def rasterise(polygons: list, height: int, width: int) -> np.ndarray:
-    """Fill the polygons into a uint8 mask: 1 inside a nucleus, 0 elsewhere."""
+    """Fill the polygons into a uint8 mask: 1 on or inside a nucleus outline, 0 elsewhere.
+
+    One ``cv2.fillPoly`` call with every polygon fills by the even-odd rule, leaving the overlap of two
+    nuclei empty; so each outline is filled on its own (``fill_outline``) and the fills are merged.
+    """
     mask = np.zeros((height, width), np.uint8)
-    if polygons:
-        cv2.fillPoly(mask, [np.round(p).astype(np.int32) for p in polygons], 1)
+    for polygon in polygons:
+        fill_outline(mask, np.round(polygon).astype(np.int32))
     return mask
+
+
+def fill_outline(mask: np.ndarray, points: np.ndarray) -> None:
+    """Set to 1 the pixels of ``mask`` on or enclosed by the closed outline ``points`` ((N, 2) int x, y).
+
+    ``cv2.fillPoly`` fills one outline by the even-odd rule too: where an outline crosses itself and wraps
+    a region twice, that region stays empty. Filled here instead: every pixel the outside cannot reach
+    (a 4-connected flood from a one-pixel frame around the outline, which cannot slip through the
+    outline's 8-connected diagonal steps).
+    """
+    x0, y0 = points.min(0) - 1
+    x1, y1 = points.max(0) + 1
+    canvas = np.zeros((y1 - y0 + 1, x1 - x0 + 1), np.uint8)
+    cv2.fillPoly(canvas, [points - (x0, y0)], 1)
+    cv2.floodFill(canvas, None, (0, 0), 2)  # 4-connected from the frame's corner: the whole outside
+    inside = canvas != 2
+    # the part of the outline's box inside the image (outlines may cross the tile's border)
+    top, left = max(y0, 0), max(x0, 0)
+    bottom, right = min(y1 + 1, mask.shape[0]), min(x1 + 1, mask.shape[1])
+    if top < bottom and left < right:
+        mask[top:bottom, left:right] |= inside[top - y0:bottom - y0, left - x0:right - x0]
 
 
 def find_pairs(image_dir: str, xml_dir: str, archive: str, src: str) -> list:

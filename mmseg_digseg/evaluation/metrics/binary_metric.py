@@ -19,8 +19,23 @@ other label is background.
 
 Aggregation (``aggregate``): ``'dataset'`` pools true/false positives/negatives over all images before
 dividing (MMSeg's IoUMetric does the same); ``'image'`` computes each metric per image and averages over
-the images where it is defined (a ratio 0/0, e.g. the IoU of an image with no foreground in either the
-label or the prediction, is skipped).
+the images where it is defined. A ratio 0/0 is undefined, and by default (``empty_images='skip'``) the
+image leaves that metric's average: an image with no foreground in either the label or the prediction
+counts for none of IoU, precision, recall and F1 / Dice (only for aAcc and the background half of mIoU).
+A threshold that leaves such an image empty therefore gains nothing from it, while one that puts a few
+false positives on it scores 0 there. ``empty_images='perfect'`` counts that image as 100 for those four
+metrics instead (the convention of several remote-sensing papers, which score an empty tile predicted
+empty as right); in a threshold search this pulls harder towards thresholds that keep such images empty
+(tests/test_evaluation/test_binary_metric.py has a case where the two conventions choose differently).
+An image with foreground on one side only keeps its undefined ratio skipped either way (the precision of an
+empty prediction, the recall of an empty label).
+
+Which weights a threshold belongs to: a search records it under the weights it ran on (the run's
+``experiment_name`` and its training iterations) in ``threshold_file``, and ``BinaryThresholdHook`` (a
+custom hook of the project configs) tells the metric which weights it evaluates and stores the search in
+the meta of the checkpoint saved right after it (``save_best``). ``threshold='from_file'`` then uses the
+threshold of the weights under test: the loaded checkpoint's own, else the file's entry for them, else
+an error saying how to search it (``tools/test.py CONFIG CKPT --search-threshold``).
 """
 import json
 import logging
@@ -38,7 +53,10 @@ from mmseg.registry import METRICS
 
 DEFAULT_THRESHOLDS = tuple(round(0.01 * i, 2) for i in range(1, 100))  # 0.01, 0.02, ..., 0.99
 THRESHOLD_FILE = 'binary_threshold.json'
+CHECKPOINT_META_KEY = 'binary_threshold'  # checkpoint['meta'][CHECKPOINT_META_KEY]: the search of these weights
 METRIC_KEYS = ('IoU', 'Precision', 'Recall', 'F1', 'Dice', 'mIoU', 'aAcc')
+FOREGROUND_KEYS = ('IoU', 'Precision', 'Recall', 'F1', 'Dice')  # undefined on an image without foreground
+SEARCH_COMMAND = 'python tools/test.py CONFIG CHECKPOINT --search-threshold'
 
 
 def foreground_scores(seg_logits: torch.Tensor, foreground_index: int = 1,
@@ -100,11 +118,17 @@ def metrics_from_counts(counts: np.ndarray) -> Dict[str, np.ndarray]:
     }
 
 
-def aggregate_counts(per_image: np.ndarray, aggregate: str) -> Dict[str, np.ndarray]:
-    """Per-image counts ``(N, ..., 4)`` -> metrics: pooled ('dataset') or averaged per image ('image')."""
+def aggregate_counts(per_image: np.ndarray, aggregate: str, empty_images: str = 'skip') -> Dict[str, np.ndarray]:
+    """Per-image counts ``(N, ..., 4)`` -> metrics: pooled ('dataset') or averaged per image ('image');
+    ``empty_images`` (per image only): 'skip' or 'perfect', see the module doc."""
     if aggregate == 'dataset':
         return metrics_from_counts(per_image.sum(0))
     per = metrics_from_counts(per_image)
+    if empty_images == 'perfect':
+        tp, fp, fn, tn = (per_image[..., i] for i in range(4))
+        empty = (tp + fp + fn == 0) & (tn > 0)  # no foreground in label nor prediction, some valid pixel
+        for key in FOREGROUND_KEYS:
+            per[key] = np.where(empty, 100.0, per[key])
     out = {}
     for key, values in per.items():
         defined = ~np.isnan(values)
@@ -146,6 +170,26 @@ def runner_work_dir() -> Optional[str]:
     return None
 
 
+def weights_name(weights: Optional[dict]) -> Optional[str]:
+    """``'<experiment_name> iter <N>'``: the weights of run ``experiment_name`` after N training iterations,
+    as a checkpoint's meta and the Runner name them; None when either is unknown."""
+    if not weights or weights.get('experiment_name') is None or weights.get('iter') is None:
+        return None
+    return f"{weights['experiment_name']} iter {int(weights['iter'])}"
+
+
+def search_summary(record: dict) -> dict:
+    """A search's record without its curve (what the checkpoint meta and the file's ``by_weights`` keep)."""
+    return {k: v for k, v in record.items() if k not in ('curve', 'default', 'by_weights')}
+
+
+def _read_json(path: str) -> Optional[dict]:
+    if not osp.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
 @METRICS.register_module()
 class BinarySegMetric(BaseMetric):
     """Foreground IoU, precision, recall, F1 (Dice), mIoU and aAcc of a binary task, and threshold search.
@@ -157,15 +201,19 @@ class BinarySegMetric(BaseMetric):
         threshold (None | float | str): how pixels are binarised.
             None: the model's own label map (``pred_sem_seg``: the argmax of two classes, or MMSeg's
             threshold of one channel). A float: foreground where the score (see the module doc) is above it.
-            ``'from_file'``: the threshold saved by a search (``threshold_file``), e.g. the one chosen on
-            the validation split, reused on the test split.
+            ``'from_file'``: the threshold a search chose for the weights under test (the loaded
+            checkpoint's meta, else their entry in ``threshold_file``; an error when neither has one),
+            e.g. the one chosen on the validation split, reused on the test split.
         search_threshold (bool): also sweep ``thresholds`` on this split, report the metrics at the best
             one (and the ones of ``threshold`` with the suffix ``_default``), and save the choice, the
-            metrics and the curve to ``threshold_file`` as JSON.
+            metrics and the curve to ``threshold_file`` as JSON, under the weights searched (``by_weights``).
         thresholds (sequence of float): the sweep, strictly increasing in (0, 1). Default 0.01, ..., 0.99.
         search_by (str): 'F1' (default), 'IoU' or 'mIoU'. With ``aggregate='dataset'``, F1 and IoU pick the
             same threshold (IoU = F1 / (2 - F1) is increasing in F1).
         aggregate (str): 'dataset' (pooled counts, default) or 'image' (mean of per-image metrics).
+        empty_images (str): with ``aggregate='image'``, an image with no foreground in either the label or
+            the prediction: 'skip' (default) leaves it out of the IoU, precision, recall and F1 / Dice
+            averages, 'perfect' counts it as 100 there. See the module doc.
         two_channel_score (str): 'softmax' (default) or 'sigmoid', see the module doc.
         threshold_file (str, optional): where the search saves and ``'from_file'`` reads. Default
             ``<work_dir>/binary_threshold.json`` of the running Runner.
@@ -180,6 +228,7 @@ class BinarySegMetric(BaseMetric):
                  thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
                  search_by: str = 'F1',
                  aggregate: str = 'dataset',
+                 empty_images: str = 'skip',
                  two_channel_score: str = 'softmax',
                  threshold_file: Optional[str] = None,
                  collect_device: str = 'cpu',
@@ -193,6 +242,11 @@ class BinarySegMetric(BaseMetric):
             raise ValueError(f"search_by must be 'F1', 'IoU' or 'mIoU', got {search_by!r}.")
         if aggregate not in ('dataset', 'image'):
             raise ValueError(f"aggregate must be 'dataset' or 'image', got {aggregate!r}.")
+        if empty_images not in ('skip', 'perfect'):
+            raise ValueError(f"empty_images must be 'skip' or 'perfect', got {empty_images!r}.")
+        if empty_images == 'perfect' and aggregate != 'image':
+            raise ValueError("empty_images='perfect' scores images one by one: it needs aggregate='image' (pooled "
+                             "counts have no per-image 0/0 to score).")
         if two_channel_score not in ('softmax', 'sigmoid'):
             raise ValueError(f"two_channel_score must be 'softmax' or 'sigmoid', got {two_channel_score!r}.")
         thresholds = np.asarray(thresholds, np.float64)
@@ -208,8 +262,17 @@ class BinarySegMetric(BaseMetric):
         self.thresholds = thresholds
         self.search_by = search_by
         self.aggregate = aggregate
+        self.empty_images = empty_images
         self.two_channel_score = two_channel_score
         self.threshold_file = threshold_file
+        self.weights = None  # the weights evaluated (set_weights, by BinaryThresholdHook); None: unknown
+        self.last_search = None  # the record of this metric's last search (on the main process)
+        self._loaded_threshold = None
+
+    def set_weights(self, weights: Optional[dict]) -> None:
+        """Which weights the next evaluation runs on: ``dict(experiment_name, iter, record)``, ``record``
+        being the search stored in the loaded checkpoint (None if it has none)."""
+        self.weights = weights
         self._loaded_threshold = None
 
     # ---- threshold file ---------------------------------------------------------------------------
@@ -223,18 +286,39 @@ class BinarySegMetric(BaseMetric):
         return osp.join(work_dir, THRESHOLD_FILE)
 
     def load_threshold(self) -> float:
-        path = self._file()
-        if not osp.isfile(path):
-            raise FileNotFoundError(
-                f'BinarySegMetric(threshold="from_file"): {path} does not exist. It is written by a '
-                'BinarySegMetric(search_threshold=True) run on the validation split (the val_evaluator of '
-                'the project configs, run during training or by tools/test.py with the val split as the '
-                'test split); or give a number: --cfg-options test_evaluator.threshold=0.5')
-        with open(path) as f:
-            record = json.load(f)
+        """The threshold of the weights under test (``threshold='from_file'``), see the module doc."""
+        record = (self.weights or {}).get('record')
+        source = 'the checkpoint'
+        if record is None:
+            source = path = self._file()
+            saved = _read_json(path)
+            if self.weights is None:  # no Runner hook said which weights these are: the file's last search
+                if saved is None:
+                    raise FileNotFoundError(
+                        f'BinarySegMetric(threshold="from_file"): {path} does not exist. It is written by a '
+                        'BinarySegMetric(search_threshold=True) run on the validation split (the '
+                        f'val_evaluator of the project configs, run during training or by {SEARCH_COMMAND}); '
+                        'or give a number: --cfg-options test_evaluator.threshold=0.5')
+                record = saved
+                print_log(f'BinarySegMetric: the weights evaluated are unknown (no BinaryThresholdHook in '
+                          f'custom_hooks): using the last search in {path}, which may be of other weights.',
+                          'current', logging.WARNING)
+            else:
+                name = weights_name(self.weights)
+                searched = (saved or {}).get('by_weights', {})
+                record = searched.get(name)
+                if record is None:
+                    have = ('does not exist' if saved is None else
+                            f'has thresholds for {sorted(searched) or "no named weights"} only')
+                    raise ValueError(
+                        f'BinarySegMetric(threshold="from_file"): no threshold was searched for the weights under '
+                        f'test ({name or "a checkpoint whose meta names no experiment_name / iter"}): the '
+                        f'checkpoint\'s meta has none and {path} {have}. Search it on the validation split '
+                        f'first: {SEARCH_COMMAND} (same work_dir), then test again; or give a threshold: '
+                        '--cfg-options test_evaluator.threshold=0.5')
         threshold = float(record['threshold'])
-        print_log(f'BinarySegMetric: threshold {threshold:.4g} from {path} (chosen by {record.get("search_by")} '
-                  f'on {record.get("num_images")} images).', 'current')
+        print_log(f'BinarySegMetric: threshold {threshold:.4g} from {source} (chosen by {record.get("search_by")} '
+                  f'on {record.get("num_images")} images, weights {weights_name(record)}).', 'current')
         return threshold
 
     def _decision_threshold(self) -> Optional[float]:
@@ -245,6 +329,17 @@ class BinarySegMetric(BaseMetric):
                 self._loaded_threshold = value[0]
             return self._loaded_threshold
         return None if self.threshold is None else float(self.threshold)
+
+    def _save(self, record: dict) -> str:
+        """Write the search to the threshold file, keeping the earlier searches' thresholds by weights."""
+        path = self._file()
+        by_weights = (_read_json(path) or {}).get('by_weights', {})
+        if weights_name(record) is not None:
+            by_weights[weights_name(record)] = search_summary(record)
+        os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+        with open(path, 'w') as f:
+            json.dump(dict(record, by_weights=by_weights), f, indent=2)
+        return path
 
     # ---- BaseMetric -------------------------------------------------------------------------------
     def process(self, data_batch: dict, data_samples: Sequence[dict]) -> None:
@@ -275,31 +370,31 @@ class BinarySegMetric(BaseMetric):
     def compute_metrics(self, results: List[dict]) -> Dict[str, float]:
         logger = MMLogger.get_current_instance()
         counts = np.stack([r['counts'] for r in results])
-        decision = {k: float(v) for k, v in aggregate_counts(counts, self.aggregate).items()}
+        decision = {k: float(v) for k, v in aggregate_counts(counts, self.aggregate, self.empty_images).items()}
         if not self.search_threshold:
             self._log_table(decision, self._describe_decision(), logger)
             if self.threshold is not None:
                 decision['threshold'] = float(self._loaded_threshold if self.threshold == 'from_file'
                                               else self.threshold)
             return decision
-        curve = aggregate_counts(np.stack([r['sweep'] for r in results]), self.aggregate)
+        curve = aggregate_counts(np.stack([r['sweep'] for r in results]), self.aggregate, self.empty_images)
         target = np.nan_to_num(curve[self.search_by], nan=-np.inf)
         best = int(np.argmax(target))  # the first (lowest) threshold among equal bests
         chosen = {k: float(v[best]) for k, v in curve.items()}
         threshold = float(self.thresholds[best])
+        weights = self.weights or dict(iter=_current_iter())
         record = dict(
             threshold=threshold, search_by=self.search_by, aggregate=self.aggregate,
-            two_channel_score=self.two_channel_score, foreground_index=self.foreground_index,
-            classes=list((self.dataset_meta or {}).get('classes') or []), num_images=len(results),
-            iter=_current_iter(), metrics=chosen,
+            empty_images=self.empty_images, two_channel_score=self.two_channel_score,
+            foreground_index=self.foreground_index, classes=list((self.dataset_meta or {}).get('classes') or []),
+            num_images=len(results), experiment_name=weights.get('experiment_name'), iter=weights.get('iter'),
+            metrics=chosen,
             default=dict(decision=self._describe_decision(), metrics=decision),
             curve=dict(thresholds=self.thresholds.tolist(),
                        **{k: [None if np.isnan(x) else float(x) for x in curve[k]] for k in ('IoU', 'F1', 'mIoU')}))
+        self.last_search = record
         if is_main_process():
-            path = self._file()
-            os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-            with open(path, 'w') as f:
-                json.dump(record, f, indent=2)
+            path = self._save(record)
             print_log(f'BinarySegMetric: best {self.search_by} at threshold {threshold:.4g}; saved to {path}',
                       logger)
         self._log_table(chosen, f'threshold {threshold:.4g} (searched)', logger, decision,
@@ -312,7 +407,7 @@ class BinarySegMetric(BaseMetric):
         if self.threshold is None:
             return "the model's label map"
         if self.threshold == 'from_file':
-            return f'threshold {self._loaded_threshold} (from file)'
+            return f'threshold {self._loaded_threshold} (searched for these weights)'
         return f'threshold {float(self.threshold):.4g}'
 
     def _log_table(self, metrics, name, logger, other=None, other_name=None):

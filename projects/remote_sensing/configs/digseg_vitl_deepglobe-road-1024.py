@@ -1,5 +1,6 @@
 # DiGSeg (SD 2.1-base + open_clip ViT-L/14) on DeepGlobe road extraction, the paper's Table 3.
-# Vocabulary: the dataset's classes, 'background' and 'road' (one prompt each, 14 templates averaged).
+# Vocabulary: the dataset's classes, 'background' and 'road', one prompt each: the paper's "A photo of a
+# [class]." (model.text_encoder.templates='paper' of the base model config).
 # Training on 512x512 crops; 1024x1024 tiles are predicted with 512x512 sliding windows at stride 256
 # (logits of overlapping windows averaged), so the U-Net sees the scale it was trained on.
 #   bash tools/dist_train.sh projects/remote_sensing/configs/digseg_vitl_deepglobe-road-1024.py 8

@@ -45,7 +45,8 @@ test_dataloader = dict(
 # Table 5 reports Dice and "mIoU"; its mIoU is Dice / (2 - Dice) to the last digit in all three rows
 # (78.27 -> 64.29, 79.84 -> 66.44, 84.56 -> 73.25), i.e. the nucleus IoU of pooled counts: our `Dice` and
 # `IoU` with aggregate='dataset'. The validation split chooses the threshold (saved to
-# <work_dir>/binary_threshold.json: Table 5's "threshold search" row), the test split reuses it;
+# <work_dir>/binary_threshold.json under the weights searched: Table 5's "threshold search" row), the test
+# of a checkpoint uses its own;
 # `Dice_default` / `IoU_default` of the validation run are the model's own argmax (the first row).
 val_evaluator = dict(type='BinarySegMetric', search_threshold=True, aggregate='dataset')
 test_evaluator = dict(type='BinarySegMetric', threshold='from_file', aggregate='dataset')

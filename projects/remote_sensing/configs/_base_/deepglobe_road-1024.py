@@ -45,7 +45,8 @@ test_dataloader = dict(
                  data_prefix=dict(img_path='img_dir/test', seg_map_path='ann_dir/test'), pipeline=test_pipeline))
 # Table 3 reports road IoU, precision, recall and F1. Its F1 (78.79) is not the harmonic mean of its
 # precision and recall (79.93, 78.92 -> 79.42), which per-image averages give and pooled counts cannot:
-# hence aggregate='image'. The validation split chooses the threshold (saved to
-# <work_dir>/binary_threshold.json), the test split reuses it.
+# hence aggregate='image' (a tile with no road in label nor prediction is left out of the averages:
+# empty_images='skip'; 'perfect' counts it as 100). The validation split chooses the threshold (saved to
+# <work_dir>/binary_threshold.json under the weights searched), the test of a checkpoint uses its own.
 val_evaluator = dict(type='BinarySegMetric', search_threshold=True, aggregate='image')
 test_evaluator = dict(type='BinarySegMetric', threshold='from_file', aggregate='image')
