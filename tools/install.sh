@@ -34,8 +34,17 @@ fi
 echo "[install] mmseg_digseg and the rest"
 python -m pip install -q -e ".[tests]"
 
+# transformers 5 (the only line diffusers' huggingface_hub allows; BiomedCLIP and the tests need it) took
+# names out of transformers.modeling_utils that mmpretrain 1.2.0 imports, and MMSeg's models import
+# mmpretrain (Mask2Former head -> mmdet). A start-up file in site-packages (mmseg_digseg_compat.pth, written
+# by mmseg_digseg/compat.py) puts them back when mmpretrain or mmdet is first imported, so that MMSeg's own
+# entry points work without importing mmseg_digseg first. Remove that file to undo it.
+python mmseg_digseg/compat.py
+
 python - <<'PY'
 import mmcv.ops, open_clip, diffusers, mmseg, mmengine, torch
+from mmseg.utils import register_all_modules
+register_all_modules()  # MMSeg on its own (all its models, mmdet's and mmpretrain's too), before mmseg_digseg
 import mmseg_digseg
 print(f'[install] ok: torch {torch.__version__}, mmcv {mmcv.__version__}, mmengine {mmengine.__version__}, '
       f'mmseg {mmseg.__version__}, diffusers {diffusers.__version__}, open_clip {open_clip.__version__}, '
