@@ -1,7 +1,13 @@
 """Generate the SynthShapes dataset (deterministic, idempotent) in the MMSegmentation layout.
 
     python tools/dataset_converters/make_synth_shapes.py [--out data/synth_shapes] \
-        [--num-train 400] [--num-val 60] [--size 64] [--seed 0]
+        [--num-train 400] [--num-val 60] [--size 64] [--seed 0] [--variant basic]
+
+``--variant many`` makes the 49-class variant (6 shapes x 8 textures), e.g.::
+
+    python tools/dataset_converters/make_synth_shapes.py --variant many --out data/synth_shapes_many
+
+Either variant also writes ``captions.json`` (one caption per image) next to ``img_dir``.
 """
 import argparse
 import os.path as osp
@@ -10,7 +16,7 @@ import sys
 # Runs from a plain checkout as well as with the package installed (pip install -e .).
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
-from mmseg_digseg.datasets.synth_shapes import generate_synth_shapes  # noqa: E402
+from mmseg_digseg.datasets.synth_shapes import VARIANTS, generate_synth_shapes  # noqa: E402
 
 
 def main():
@@ -20,10 +26,16 @@ def main():
     p.add_argument('--num-val', type=int, default=60)
     p.add_argument('--size', type=int, default=64, help='image side in pixels')
     p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--variant', default='basic', choices=tuple(VARIANTS),
+                   help="'basic': 6 classes (5 shapes, each with its own texture); "
+                   "'many': 49 classes (6 shapes x 8 textures)")
     args = p.parse_args()
     root = generate_synth_shapes(
-        args.out, num_train=args.num_train, num_val=args.num_val, size=args.size, seed=args.seed)
-    print(f'SynthShapes: {args.num_train} train + {args.num_val} val images in {root}')
+        args.out, num_train=args.num_train, num_val=args.num_val, size=args.size, seed=args.seed,
+        variant=args.variant)
+    num_classes = len(VARIANTS[args.variant][0])
+    print(f'SynthShapes ({args.variant}, {num_classes} classes): {args.num_train} train + {args.num_val} val '
+          f'images in {root}')
 
 
 if __name__ == '__main__':
