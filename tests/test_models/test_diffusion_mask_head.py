@@ -215,3 +215,36 @@ def test_ignored_pixels_do_not_enter_the_denoising_loss():
 def test_unet_latent_channels_must_match_the_vae():
     with pytest.raises(ValueError, match='unet_cfg in_channels and out_channels to 16'):
         make_head(latent_channels=16)
+
+
+def test_missing_weights_path_names_the_fix(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r'unet/config.json does not exist.*`model.decode_head.pretrained`.*hf download'):
+        DiffusionMaskHead(pretrained=str(tmp_path / 'nowhere'))
+
+
+def test_unknown_scheduler_keys_are_refused():
+    """diffusers only logs unknown scheduler settings; a typo would silently keep the default."""
+    with pytest.raises(ValueError, match=r"Unknown key\(s\) \['prediction'\] in model.decode_head.scheduler_cfg.*"
+                                         r"'prediction_type'"):
+        make_head(scheduler_cfg=dict(SCHEDULER_CFG, prediction='epsilon'))
+    make_head(scheduler_cfg=dict(SCHEDULER_CFG, set_alpha_to_one=True, steps_offset=1))  # DDIM's own keys
+
+
+def test_sampling_step_runs_in_fp32_under_half_precision():
+    """Epsilon prediction at t=T: x0 = (x_t - sqrt(1 - a) eps) / sqrt(a) multiplies rounding by ~15, so only
+    the U-Net runs in bf16; the DDIM step, and the start noise, stay fp32."""
+    eps_cfg = dict(SCHEDULER_CFG, prediction_type='epsilon', rescale_betas_zero_snr=False)
+    head = make_head(scheduler_cfg=eps_cfg).eval()
+    g = torch.Generator().manual_seed(3)
+    image = torch.randn(2, 4, 16, 16, generator=g)
+    tokens, pooled = torch.randn(2, 16, 64, generator=g), torch.randn(2, 64, generator=g)
+    noise = torch.randn(2, 4, 16, 16, generator=g)
+    eps = []
+    head.unet.register_forward_hook(lambda mod, args, out: eps.append(out.sample))
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        x0 = head.sample(image.bfloat16(), tokens, pooled, noise, num_steps=1)
+    assert eps[0].dtype == torch.bfloat16 and x0.dtype == torch.float32
+    # by hand, in float64, from the U-Net's own bf16 output and the fp32 noise at t = 999
+    a = DDPMScheduler(**{k: v for k, v in eps_cfg.items() if k != 'timestep_spacing'}).alphas_cumprod.double()[999]
+    expected = (noise.double() - (1 - a).sqrt() * eps[0].double()) / a.sqrt()
+    torch.testing.assert_close(x0.double(), expected, atol=1e-4, rtol=1e-4)

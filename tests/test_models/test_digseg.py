@@ -1,9 +1,12 @@
+import zlib
+
 import pytest
 import torch
 from mmengine.structures import PixelData
 
 from mmseg.structures import SegDataSample
 from mmseg_digseg.models.segmentors import scores_to_logits
+from mmseg_digseg.models.segmentors import digseg as digseg_module
 from mmseg_digseg.models.segmentors.digseg import PRUNED_LOGIT
 
 
@@ -37,7 +40,8 @@ def test_ensemble_members_are_averaged_in_latent_space(tiny_model):
     # the same thing by hand
     head, vae = tiny_model.decode_head, tiny_model.backbone
     pooled, tokens = tiny_model.text_encoder(['disc'])
-    noise = torch.randn((3, vae.latent_channels, 16, 16), generator=torch.Generator().manual_seed(0))
+    seed = zlib.crc32(image[0].numpy().tobytes())  # test_cfg.seed (0) + crc32 of the image's pixels
+    noise = torch.randn((3, vae.latent_channels, 16, 16), generator=torch.Generator().manual_seed(seed))
     members = head.sample(latents.expand(3, -1, -1, -1), tokens.expand(3, -1, -1), pooled.expand(3, -1), noise, 2)
     expected = ((vae.decode_masks(members.mean(0, keepdim=True)) + 1) / 2).clamp(0, 1)
     torch.testing.assert_close(scores[0], expected, atol=1e-5, rtol=1e-4)
@@ -271,10 +275,15 @@ def test_slide_windows_are_mmsegs_and_only_window_sized_tensors_run(tiny_model):
     unet_inputs = count_unet_batches(tiny_model)
     decoded = []
     tiny_model.backbone.vae.decoder.register_forward_hook(lambda m, a, out: decoded.append(tuple(out.shape)))
-    scores = tiny_model.score_classes(image, tiny_model.class_names)[0]
+    meta = [dict(img_path='one.png')]  # the start noise follows the image's path: each window alone gets the same
+
+    def scores_of(image):
+        return torch.cat([chunk for _, chunk in next(tiny_model.class_scores(image, tiny_model.class_names, meta))])
+
+    scores = scores_of(image)
     assert unet_inputs == [(6, 32, 16, 16)] * 3 and set(decoded) == {(6, 3, 64, 64)}
     tiny_model.test_cfg.update(mode='whole')
-    windows = [tiny_model.score_classes(image[..., x:x + 64], tiny_model.class_names)[0] for x in (0, 32, 64)]
+    windows = [scores_of(image[..., x:x + 64]) for x in (0, 32, 64)]
     torch.testing.assert_close(scores[..., :32], windows[0][..., :32])
     torch.testing.assert_close(scores[..., 32:64], (windows[0][..., 32:] + windows[1][..., :32]) / 2)
     torch.testing.assert_close(scores[..., 96:], windows[2][..., 32:])
@@ -286,7 +295,8 @@ def test_slide_needs_crop_and_stride(tiny_cfg):
         MODELS.build(dict(tiny_cfg.model, test_cfg=dict(mode='slide')))
 
 
-def test_half_precision_inference_is_close_to_fp32(tiny_model):
+def test_half_precision_inference_is_close_to_fp32(tiny_model, monkeypatch):
+    monkeypatch.setattr(digseg_module, 'cpu_computes_natively', lambda dtype: True)  # as on AMX CPUs
     tiny_model.eval()
     image = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(5)) * 2 - 1
     meta = dict(ori_shape=(64, 64), img_shape=(64, 64), pad_shape=(64, 64), padding_size=[0, 0, 0, 0])
@@ -378,3 +388,118 @@ def test_readout_costs_a_fraction_of_the_decoder(tiny_model):
     readout, readout_size = flops(tiny_model.mask_readout.scores)
     assert decode_size == readout_size == (64, 64)
     assert decode >= 3 * readout
+
+
+def test_slide_stride_larger_than_the_crop_is_refused(tiny_cfg):
+    """Pixels between windows would get no score (0 / 0 = NaN logits): refused when the model is built."""
+    from mmseg.registry import MODELS
+    for stride in [(48, 80), (80, 48)]:
+        with pytest.raises(ValueError, match=r'stride=\(.*\) is larger than crop_size=\(64, 64\)'):
+            MODELS.build(dict(tiny_cfg.model, test_cfg=dict(mode='slide', crop_size=(64, 64), stride=stride)))
+    MODELS.build(dict(tiny_cfg.model, test_cfg=dict(mode='slide', crop_size=(64, 64), stride=(64, 64))))
+
+
+def test_readout_trains_on_the_unets_clean_estimate_under_denoising(tiny_model):
+    """Under the paper objective the readout reads, at test time, the clean latent the U-Net predicts: it
+    trains on the true masks' latents and on the U-Net's clean estimate of each noised sample."""
+    tiny_model.train()
+    tiny_model.train_cfg.update(objective='denoising', num_positive=2, num_negative=1)
+    unet_io = []
+    tiny_model.decode_head.unet.register_forward_hook(
+        lambda mod, args, out: unet_io.append((args[0][:, args[0].shape[1] // 2:], args[1], out.sample)))
+    readout_inputs = []
+    loss = tiny_model.mask_readout.loss
+    tiny_model.mask_readout.loss = lambda latents, *rest: (readout_inputs.append(latents), loss(latents, *rest))[1]
+    inputs, samples = make_batch(2)
+    tiny_model.loss(inputs, samples)
+    [(noisy, timesteps, v)] = unet_io
+    [latents] = readout_inputs
+    assert latents.shape[0] == 2 * noisy.shape[0] and not latents.requires_grad
+    # v-prediction (the tiny schedule): x0 = sqrt(alpha_bar) x_t - sqrt(1 - alpha_bar) v, in float64
+    alpha_bar = tiny_model.decode_head.train_scheduler.alphas_cumprod.double()[timesteps].view(-1, 1, 1, 1)
+    expected = alpha_bar.sqrt() * noisy.double() - (1 - alpha_bar).sqrt() * v.double()
+    torch.testing.assert_close(latents[noisy.shape[0]:].double(), expected, atol=1e-5, rtol=1e-4)
+    assert tiny_model.readout_state == 'trained'
+
+
+def test_learned_readout_is_refused_when_the_checkpoint_had_none(tiny_model, tiny_cfg):
+    """A checkpoint trained without model.mask_readout leaves the readout random: 'learned' then refuses."""
+    from mmengine.runner.checkpoint import load_state_dict
+    from mmseg.registry import MODELS
+    no_readout = MODELS.build(dict(tiny_cfg.model, mask_readout=None))
+    tiny_model.eval()
+    tiny_model.test_cfg['mask_readout'] = 'learned'
+    load_state_dict(tiny_model, no_readout.state_dict())
+    assert tiny_model.readout_state == 'missing'
+    with pytest.raises(RuntimeError, match='holds no mask_readout weights.*--mask-readout vae'):
+        tiny_model.predict(torch.zeros(1, 3, 32, 32))
+    tiny_model.test_cfg['mask_readout'] = 'vae'  # the decoder still works
+    assert tiny_model.predict(torch.zeros(1, 3, 32, 32))[0].seg_logits.data.shape == (6, 32, 32)
+    tiny_model.load_state_dict(MODELS.build(tiny_cfg.model).state_dict())  # one with readout weights
+    tiny_model.test_cfg['mask_readout'] = 'learned'
+    assert tiny_model.readout_state == 'loaded'
+    assert tiny_model.predict(torch.zeros(1, 3, 32, 32))[0].seg_logits.data.shape == (6, 32, 32)
+
+
+def test_predictions_do_not_depend_on_the_batch_size(tiny_model):
+    """Start noise is seeded by each image's path (or pixels), not its place in the batch."""
+    tiny_model.eval()
+    tiny_model.test_cfg.update(init_noise='gaussian', ensemble_size=2)
+    images = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(4)) * 2 - 1
+    images[2] = images[1]  # two copies of one picture, saved under two names
+
+    def metas(paths):
+        return [SegDataSample(metainfo=dict(ori_shape=(32, 32), img_shape=(32, 32), pad_shape=(32, 32),
+                                            padding_size=[0] * 4, img_path=p)) for p in paths]
+
+    paths = ['a.png', 'b.png', 'c.png']
+    batched = [r.seg_logits.data for r in tiny_model.predict(images, metas(paths))]
+    for i in range(3):
+        [alone] = tiny_model.predict(images[i:i + 1], metas(paths[i:i + 1]))
+        torch.testing.assert_close(alone.seg_logits.data, batched[i], atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(batched[1], batched[2], atol=1e-3)  # other name, other noise
+    # without paths (the Python API), the pixels seed it: the same picture gets the same noise anywhere
+    scores = tiny_model.score_classes(images, tiny_model.class_names)
+    torch.testing.assert_close(scores[1], scores[2])
+    torch.testing.assert_close(tiny_model.score_classes(images[2:], tiny_model.class_names)[0], scores[2])
+
+
+@pytest.mark.parametrize('native', [True, False])
+def test_half_precision_on_cpu_only_where_the_cpu_has_it(tiny_model, monkeypatch, native):
+    """bf16 autocast on a CPU without native bf16 (AVX2 only) is ~100x slower: fp32 there, with a warning."""
+    monkeypatch.setattr(digseg_module, 'cpu_computes_natively', lambda dtype: native)
+    tiny_model.eval()
+    tiny_model.test_cfg['precision'] = 'bf16'
+    dtypes = []
+    tiny_model.decode_head.unet.register_forward_hook(lambda m, a, out: dtypes.append(out.sample.dtype))
+    warnings = []
+    monkeypatch.setattr(digseg_module, 'print_log', lambda msg, *args, **kwargs: warnings.append(msg))
+    for _ in range(2):
+        tiny_model.predict(torch.zeros(1, 3, 32, 32))
+    assert set(dtypes) == {torch.bfloat16 if native else torch.float32}
+    if native:
+        assert not [w for w in warnings if 'native' in w]
+    else:
+        [warning] = [w for w in warnings if 'native' in w]  # once, not per image
+        assert 'bf16' in warning and 'fp32 instead' in warning
+
+
+def test_latent_pixels_over_ignored_pixels_weighted_or_excluded(tiny_model):
+    """train_cfg.latent_ignore: a latent pixel (f x f image pixels) partly over ignored pixels keeps the valid
+    fraction as its weight ('weight'), or gets none ('exclude')."""
+    f = tiny_model.backbone.downsample_factor
+    valid = torch.ones(1, 2 * f, 2 * f, dtype=torch.bool)
+    valid[0, :f // 2, :f] = False  # half of the first latent pixel
+    valid[0, f:, f:] = False  # the whole last latent pixel
+    assert tiny_model.latent_weights(valid)[0, 0].tolist() == [[0.5, 1.0], [1.0, 0.0]]
+    tiny_model.train_cfg['latent_ignore'] = 'exclude'
+    assert tiny_model.latent_weights(valid)[0, 0].tolist() == [[0.0, 1.0], [1.0, 0.0]]
+
+
+def test_bad_latent_ignore_and_all_zero_losses_are_refused(tiny_cfg):
+    from mmseg.registry import MODELS
+    with pytest.raises(ValueError, match="latent_ignore must be one of \\['weight', 'exclude'\\]"):
+        MODELS.build(dict(tiny_cfg.model, train_cfg=dict(latent_ignore='drop')))
+    with pytest.raises(ValueError, match='no loss'):
+        MODELS.build(dict(tiny_cfg.model, train_cfg=dict(objective='single_step',
+                                                         loss_weights=dict(bce=0.0, dice=0.0))))

@@ -32,6 +32,17 @@ def build(cfg, **changes):
     return model
 
 
+def build_with_train_cfg(cfg, train_cfg):
+    """``build`` with ``train_cfg`` replacing the config's (``build`` merges into it)."""
+    from mmseg.registry import MODELS
+    model_cfg = copy.deepcopy(cfg.model).to_dict()
+    model_cfg['train_cfg'] = train_cfg
+    torch.manual_seed(0)
+    model = MODELS.build(model_cfg)
+    model.class_names = CLASSES
+    return model
+
+
 def blocky_labels(num_classes=6, size=32, seed=0):
     """Label maps of flat 8x8 blocks, with an ignored block."""
     g = torch.Generator().manual_seed(seed)
@@ -180,3 +191,29 @@ def test_slide_windows_average_the_palette_logits(palette_cfg):
     left = model.encode_decode(image[..., :32], [])
     torch.testing.assert_close(windows[..., :32], left)
     assert windows.shape == whole.shape == (1, 6, 32, 64)
+
+
+def test_palette_defaults_train_on_cross_entropy(palette_cfg):
+    """A palette model without loss_weights in its config trains on its own defaults (ce), not on binary
+    mode's (where ce is 0: a zero loss, and nothing learns)."""
+    model = build_with_train_cfg(palette_cfg, dict(objective='single_step', shuffle_palette=False))  # no weights
+    assert model.train_cfg['loss_weights'] == dict(ce=1.0, latent=0.0)
+    inputs, samples = make_batch(2, 32)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=1e-3)
+    losses = []
+    for _ in range(8):
+        loss = sum(model.loss(inputs, samples).values())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[0] > 0.5 and losses[-1] < 0.8 * losses[0], losses
+
+
+def test_palette_refuses_binary_losses_and_all_zero_weights(palette_cfg):
+    for unused in ('bce', 'dice', 'readout'):
+        with pytest.raises(ValueError, match=rf"\['{unused}'\]: palette mode has no such loss; it uses \['ce', 'latent'\]"):
+            build_with_train_cfg(palette_cfg, dict(objective='single_step', loss_weights={unused: 1.0}))
+    with pytest.raises(ValueError, match='every palette loss is zero'):
+        build_with_train_cfg(palette_cfg, dict(objective='single_step', loss_weights=dict(ce=0.0)))

@@ -1,6 +1,7 @@
 """The text-conditioned denoising U-Net that turns an image latent and a class prompt into a mask latent."""
+import inspect
 import warnings
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -61,6 +62,12 @@ def scheduler_settings(config) -> dict:
     return {k: v for k, v in dict(config).items() if not k.startswith('_')}
 
 
+def scheduler_keys() -> set:
+    """The settings a training (DDPM) or sampling (DDIM) scheduler takes."""
+    return {name for cls in (DDPMScheduler, DDIMScheduler)
+            for name in inspect.signature(cls.__init__).parameters if name not in ('self', 'kwargs')}
+
+
 def masked_mse(prediction: Tensor, target: Tensor, weight: Optional[Tensor]) -> Tensor:
     """Mean squared error over latent pixels weighted by ``weight`` (N, 1, h, w), the fraction of valid
     (not ignored) image pixels under each latent pixel; plain MSE without it."""
@@ -114,6 +121,10 @@ class DiffusionMaskHead(BaseModule):
             raise ValueError('DiffusionMaskHead needs exactly one of `pretrained` (a Stable Diffusion '
                              'directory or hub id) and `unet_cfg` (a UNet2DConditionModel config).')
         scheduler_cfg = dict(scheduler_cfg or {})
+        unknown = sorted(set(scheduler_cfg) - scheduler_keys())  # diffusers would only log a warning
+        if unknown:
+            raise ValueError(f'Unknown key(s) {unknown} in model.decode_head.scheduler_cfg; valid keys: '
+                             f'{sorted(scheduler_keys())}.')
         if pretrained is not None:
             self.unet = load_diffusers_part(UNet2DConditionModel, pretrained, 'unet',
                                             'model.decode_head.pretrained')
@@ -161,7 +172,7 @@ class DiffusionMaskHead(BaseModule):
     def forward(self, noisy_latents: Tensor, image_latents: Tensor, timesteps: Tensor, text_tokens: Tensor,
                 text_pooled: Tensor) -> Tensor:
         """One U-Net evaluation: returns the scheduler's prediction (epsilon, v or sample)."""
-        sample = torch.cat([image_latents, noisy_latents], dim=1)
+        sample = torch.cat([image_latents, noisy_latents.to(image_latents.dtype)], dim=1)
         return self.unet(
             sample,
             timesteps,
@@ -185,17 +196,26 @@ class DiffusionMaskHead(BaseModule):
             return a * noisy - s * prediction
         return prediction
 
-    def loss_denoising(self, image_latents: Tensor, mask_latents: Tensor, text_tokens: Tensor,
-                       text_pooled: Tensor, latent_valid: Optional[Tensor] = None,
-                       timestep_range: Optional[tuple] = None) -> Dict[str, Tensor]:
-        """The diffusion objective: MSE to the scheduler's own target at a random timestep, over the
-        latent pixels of valid image pixels (``latent_valid``: fraction valid, (N, 1, h, w))."""
+    def denoising_step(self, image_latents: Tensor, mask_latents: Tensor, text_tokens: Tensor, text_pooled: Tensor,
+                       timestep_range: Optional[tuple] = None) -> Tuple[Tensor, Tensor, Tensor]:
+        """Noise the mask latents at random timesteps and predict: (prediction, the scheduler's target for
+        it, the clean latent the prediction implies). The clean estimate is what sampling ends on, so the
+        learned readout trains on it."""
         low, high = timestep_range or (0, self.num_train_timesteps)
         noise = torch.randn_like(mask_latents)
         timesteps = torch.randint(low, high, (mask_latents.shape[0], ), device=mask_latents.device)
         noisy = self.train_scheduler.add_noise(mask_latents, noise, timesteps)
         prediction = self(noisy, image_latents, timesteps, text_tokens, text_pooled)
         target = self.training_target(mask_latents, noise, timesteps)
+        return prediction, target, self.predicted_clean(prediction.float(), noisy.float(), timesteps)
+
+    def loss_denoising(self, image_latents: Tensor, mask_latents: Tensor, text_tokens: Tensor,
+                       text_pooled: Tensor, latent_valid: Optional[Tensor] = None,
+                       timestep_range: Optional[tuple] = None) -> Dict[str, Tensor]:
+        """The diffusion objective: MSE to the scheduler's own target at a random timestep, over the
+        latent pixels of valid image pixels (``latent_valid``: weight of each, (N, 1, h, w))."""
+        prediction, target, _ = self.denoising_step(image_latents, mask_latents, text_tokens, text_pooled,
+                                                    timestep_range)
         return dict(loss_denoise=masked_mse(prediction, target, latent_valid))
 
     def single_step(self, image_latents: Tensor, text_tokens: Tensor, text_pooled: Tensor) -> Tensor:
@@ -250,12 +270,16 @@ class DiffusionMaskHead(BaseModule):
     @torch.no_grad()
     def sample(self, image_latents: Tensor, text_tokens: Tensor, text_pooled: Tensor, init_latents: Tensor,
                num_steps: int, timestep_spacing: Optional[str] = None) -> Tensor:
-        """DDIM from ``init_latents`` (at t=T with trailing spacing) down to the clean mask latent."""
+        """DDIM from ``init_latents`` (at t=T with trailing spacing) down to the clean mask latent (fp32).
+
+        Under half-precision autocast only the U-Net runs in half: the scheduler's step stays fp32, since
+        at t=T with epsilon prediction x0 = (x_t - 0.998 eps) / 0.069 multiplies any rounding by about 15.
+        """
         scheduler = self.inference_scheduler(timestep_spacing)
         scheduler.set_timesteps(num_steps, device=image_latents.device)
-        latents = init_latents
+        latents = init_latents.float()
         for t in scheduler.timesteps:
             timesteps = t.expand(latents.shape[0])
             prediction = self(latents, image_latents, timesteps, text_tokens, text_pooled)
-            latents = scheduler.step(prediction, t, latents).prev_sample
+            latents = scheduler.step(prediction.float(), t, latents).prev_sample
         return latents

@@ -1,4 +1,5 @@
 """DiGSeg: a latent diffusion model as a text-conditioned, per-class mask generator."""
+import zlib
 from contextlib import contextmanager
 from typing import Iterator, List, Optional, Sequence, Tuple, Union
 
@@ -13,6 +14,7 @@ from mmseg.models.utils import resize
 from mmseg.registry import MODELS
 from mmseg.utils import ConfigType, OptConfigType, OptMultiConfig, OptSampleList, SampleList
 from ...datasets.vocabularies import load_vocabulary
+from ..decode_heads.diffusion_mask_head import masked_mse
 
 DEFAULT_TRAIN_CFG = dict(
     objective='denoising',  # or 'single_step' (end to end through the frozen VAE decoder)
@@ -27,7 +29,11 @@ DEFAULT_TRAIN_CFG = dict(
     # Adam's steps do not depend on a loss's scale, and a small one keeps the readout's gradients out of
     # the clipped gradient norm it shares with the U-Net (at weight 1 they slowed the U-Net down)
     loss_weights=dict(bce=1.0, dice=1.0, latent=0.0, ce=0.0, readout=0.01),
-    ignore_index=255)  # pixels left out of every loss (ADE20K's "other", crop padding)
+    ignore_index=255,  # pixels left out of every loss (ADE20K's "other", crop padding)
+    # how the latent losses (denoising MSE, latent) treat a latent pixel over some ignored image pixels:
+    # 'weight' by the fraction of valid pixels under it, or 'exclude' it (its target still encodes the
+    # ignored pixels, as background). See LATENT_IGNORE_MODES.
+    latent_ignore='weight')
 
 DEFAULT_TEST_CFG = dict(
     mode='whole',  # or 'slide': windows of crop_size every stride (MMSeg's slide_inference), averaged
@@ -46,11 +52,20 @@ DEFAULT_TEST_CFG = dict(
     prescore_scale=0.5,  # latent scale of the one-step pre-score
     return_logits=True,  # False: label maps only, built chunk by chunk, so memory does not grow with
     # the vocabulary (ADE-847); TTA averages logits and needs True
-    seed=0)  # start noise is seeded per image: predictions are reproducible and order-independent
+    seed=0)  # start noise is seeded per image (``image_seeds``): reproducible, independent of order and batch
 
 LOSS_NAMES = ('bce', 'dice', 'latent', 'ce', 'readout')
+LATENT_IGNORE_MODES = ('weight', 'exclude')
 MASK_READOUTS = ('vae', 'learned')
 PRECISIONS = {None: None, 'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
+
+
+def cpu_computes_natively(dtype: torch.dtype) -> bool:
+    """Whether this CPU has native ``dtype`` arithmetic (bf16: AMX or AVX512-BF16; fp16: AMX-FP16). Elsewhere
+    autocast emulates it: a 3x3 convolution ran about 95x slower than in fp32 on an AVX2-only AMD EPYC."""
+    if dtype == torch.bfloat16:
+        return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    return torch.cpu._is_amx_fp16_supported()
 
 
 def merge_checked(name: str, defaults: dict, given: Optional[dict]) -> dict:
@@ -95,6 +110,17 @@ def pad_to_multiple(x: Tensor, multiple: int, value: float) -> Tensor:
     return F.pad(x, (0, pw, 0, ph), value=value)
 
 
+def image_seeds(inputs: Tensor, batch_img_metas: Optional[List[dict]], base: int) -> List[int]:
+    """One start-noise seed per image, from its file path (``img_path`` in its meta) or else its pixels, so
+    that a prediction depends neither on the image's place in its batch nor on the batch size."""
+    seeds = []
+    for b in range(inputs.shape[0]):
+        path = (batch_img_metas[b] if batch_img_metas else {}).get('img_path')
+        key = str(path).encode() if path else inputs[b].detach().float().cpu().numpy().tobytes()
+        seeds.append(base + zlib.crc32(key))  # crc32, unlike hash(), is the same in every process
+    return seeds
+
+
 FROZEN_PARTS = ('backbone', 'text_encoder')
 
 
@@ -109,6 +135,12 @@ def _fill_frozen_parts(module, state_dict, prefix, *args):
     for part in FROZEN_PARTS:
         for key, value in getattr(module, part).state_dict(prefix=f'{prefix}{part}.').items():
             state_dict.setdefault(key, value)
+
+
+def _note_readout_weights(module, state_dict, prefix, *args):
+    if module.mask_readout is not None:
+        loaded = any(key.startswith(f'{prefix}mask_readout.') for key in state_dict)
+        module.readout_state = 'loaded' if loaded else 'missing'
 
 
 @MODELS.register_module()
@@ -180,8 +212,20 @@ class DiGSeg(BaseSegmentor):
                              "model.mask_readout=dict(type='LatentMaskReadout') and train with it, or use 'vae'.")
         if self.test_cfg['mode'] not in ('whole', 'slide'):
             raise ValueError(f"test_cfg.mode must be 'whole' or 'slide', got {self.test_cfg['mode']!r}.")
-        if self.test_cfg['mode'] == 'slide' and not (self.test_cfg['crop_size'] and self.test_cfg['stride']):
-            raise ValueError("test_cfg.mode='slide' needs crop_size=(h, w) and stride=(h, w) in image pixels.")
+        if self.test_cfg['mode'] == 'slide':
+            crop, stride = self.test_cfg['crop_size'], self.test_cfg['stride']
+            if not (crop and stride):
+                raise ValueError("test_cfg.mode='slide' needs crop_size=(h, w) and stride=(h, w) in image pixels.")
+            if any(s > c for s, c in zip(stride, crop)):  # as MMSeg's slide_inference asserts full coverage
+                raise ValueError(f'test_cfg.stride={tuple(stride)} is larger than crop_size={tuple(crop)}: pixels '
+                                 'between windows would get no score. Use a stride at most the crop size.')
+        if self.train_cfg['latent_ignore'] not in LATENT_IGNORE_MODES:
+            raise ValueError(f"train_cfg.latent_ignore must be one of {list(LATENT_IGNORE_MODES)}, "
+                             f"got {self.train_cfg['latent_ignore']!r}.")
+        weights = self.train_cfg['loss_weights']
+        if self.train_cfg['objective'] == 'single_step' and not any(weights.get(k) for k in ('bce', 'dice', 'latent', 'ce')):
+            raise ValueError(f'train_cfg.loss_weights={weights} gives the single-step objective no loss: set at '
+                             'least one of bce, dice, latent, ce above zero.')
         if (self.train_cfg['loss_weights'].get('ce') and self.train_cfg['objective'] == 'single_step'
                 and not (self.train_cfg['num_positive'] is None and self.train_cfg['num_negative'] is None)):
             raise ValueError('train_cfg.loss_weights.ce compares every class of an image on decoded masks: '
@@ -197,6 +241,10 @@ class DiGSeg(BaseSegmentor):
         # checkpoints keep only what trains: about 1 GB less per checkpoint at SD 2.1 + ViT-L/14 scale.
         self.register_state_dict_post_hook(_drop_frozen_parts)
         self.register_load_state_dict_pre_hook(_fill_frozen_parts)
+        # 'built' (fresh), 'trained' (by this process), 'loaded', or 'missing': a loaded checkpoint had no
+        # readout weights, so the readout is random and test_cfg.mask_readout='learned' is refused
+        self.readout_state = 'built'
+        self.register_load_state_dict_pre_hook(_note_readout_weights)
 
     def _head_dims(self) -> dict:
         """The text widths the U-Net's conditioning takes: prompt tokens and pooled embedding."""
@@ -296,8 +344,7 @@ class DiGSeg(BaseSegmentor):
         gt_pairs = gt[img_idx]
         masks = gt_pairs == cls_idx[:, None, None]
         valid = gt_pairs != cfg['ignore_index']
-        # the fraction of valid pixels under each latent pixel weighs the latent losses
-        latent_valid = F.avg_pool2d(valid[:, None].float(), self.backbone.downsample_factor)
+        latent_valid = self.latent_weights(valid)
         # the single-step objective compares decoded masks; it needs mask latents only for its latent term
         # and the learned readout
         needs_latents = (cfg['objective'] == 'denoising' or cfg['loss_weights'].get('latent', 0)
@@ -306,26 +353,31 @@ class DiGSeg(BaseSegmentor):
         pooled, tokens = self.text_encoder(names)
         image_latents, tokens, pooled = image_latents[img_idx], tokens[cls_idx], pooled[cls_idx]
         if cfg['objective'] == 'denoising':
-            losses = self.decode_head.loss_denoising(image_latents, mask_latents, tokens, pooled, latent_valid,
-                                                     timestep_range=cfg['timestep_range'])
-            predicted = None
+            prediction, target, predicted = self.decode_head.denoising_step(
+                image_latents, mask_latents, tokens, pooled, timestep_range=cfg['timestep_range'])
+            losses = dict(loss_denoise=masked_mse(prediction, target, latent_valid))
         else:
-            clean = self.decode_head.single_step(image_latents, tokens, pooled)
+            predicted = self.decode_head.single_step(image_latents, tokens, pooled)
             ce_target = gt if cfg['loss_weights'].get('ce') else None  # (B, H, W): pairs are (image, every class)
-            losses = self.decode_head.single_step_losses(clean, mask_latents, latent_valid, masks, valid,
+            losses = self.decode_head.single_step_losses(predicted, mask_latents, latent_valid, masks, valid,
                                                          self.backbone.decode_masks, cfg['loss_weights'],
                                                          ce_target, cfg['ignore_index'])
-            predicted = clean
         if self.mask_readout is not None:
-            # the encoder's latents of the true masks, and (single_step) what the U-Net predicts, which is
-            # what the readout reads at test time; detached, so the U-Net never learns from the readout
-            readout_latents = mask_latents
-            if predicted is not None:
-                readout_latents = torch.cat([mask_latents, predicted])
-                masks, valid = masks.repeat(2, 1, 1), valid.repeat(2, 1, 1)
+            # the encoder's latents of the true masks, and the clean latents the U-Net predicts (under
+            # 'denoising' from the noised sample), which is what the readout reads at test time; detached,
+            # so the U-Net never learns from the readout
+            readout_latents = torch.cat([mask_latents, predicted.to(mask_latents.dtype)]).detach()
             weight = cfg['loss_weights'].get('readout', DEFAULT_TRAIN_CFG['loss_weights']['readout'])
-            losses['loss_readout'] = weight * self.mask_readout.loss(readout_latents.detach(), masks, valid)
+            losses['loss_readout'] = weight * self.mask_readout.loss(readout_latents, masks.repeat(2, 1, 1),
+                                                                     valid.repeat(2, 1, 1))
+            self.readout_state = 'trained'
         return losses
+
+    def latent_weights(self, valid: Tensor) -> Tensor:
+        """Valid image pixels (N, H, W) -> the weight of each latent pixel in the latent losses (N, 1, h, w):
+        the fraction of valid pixels under it ('weight'), or 1 only where all are valid ('exclude')."""
+        fraction = F.avg_pool2d(valid[:, None].float(), self.backbone.downsample_factor)
+        return fraction if self.train_cfg['latent_ignore'] == 'weight' else (fraction == 1).float()
 
     # ---- inference ------------------------------------------------------------------------------
     def _start_noise(self, image_latent: Tensor, num_members: int, seed: int) -> Tensor:
@@ -333,9 +385,9 @@ class DiGSeg(BaseSegmentor):
         on which other classes are in the vocabulary or the chunk)."""
         shape = (num_members, *image_latent.shape[1:])
         if self.test_cfg['init_noise'] == 'zeros':
-            return image_latent.new_zeros(shape)
+            return image_latent.new_zeros(shape, dtype=torch.float32)
         generator = torch.Generator(image_latent.device).manual_seed(seed)
-        return torch.randn(shape, generator=generator, device=image_latent.device).to(image_latent.dtype)
+        return torch.randn(shape, generator=generator, device=image_latent.device)  # fp32: see sample()
 
     @torch.no_grad()
     def _denoise_scores(self, image_latent: Tensor, pooled: Tensor, tokens: Tensor, idx: Tensor, noise: Tensor,
@@ -357,6 +409,10 @@ class DiGSeg(BaseSegmentor):
         """Mask latents (n, c, h, w) -> scores (n, H, W) in [0, 1]: the full VAE decode, or the learned
         readout (``test_cfg.mask_readout``)."""
         if self.test_cfg['mask_readout'] == 'learned':
+            if self.readout_state == 'missing':
+                raise RuntimeError("test_cfg.mask_readout='learned', but the loaded checkpoint holds no mask_readout "
+                                   "weights (it was trained without model.mask_readout): its readout is random. "
+                                   "Use mask_readout='vae' (--mask-readout vae) or a checkpoint trained with it.")
             return self.mask_readout.scores(latents)
         return ((self.backbone.decode_masks(latents).float() + 1) / 2).clamp(0, 1)
 
@@ -411,21 +467,23 @@ class DiGSeg(BaseSegmentor):
         return prescore.topk(k).indices.sort().values
 
     @torch.no_grad()
-    def class_scores(self, inputs: Tensor, class_names: Sequence[str]) -> Iterator[Iterator[Tuple[Tensor, Tensor]]]:
+    def class_scores(self, inputs: Tensor, class_names: Sequence[str],
+                     batch_img_metas: Optional[List[dict]] = None) -> Iterator[Iterator[Tuple[Tensor, Tensor]]]:
         """For each image of ``inputs`` (B, 3, H, W) in [-1, 1], an iterator over (class indices, scores
         (n, H, W) in [0, 1]) chunks, ``class_chunk_size`` classes per U-Net batch, for the classes
-        ``select_classes`` keeps, in vocabulary order; chunks are computed as they are consumed.
+        ``select_classes`` keeps, in vocabulary order; chunks are computed as they are consumed. The start
+        noise is seeded by each image's path in ``batch_img_metas``, or its pixels (``image_seeds``).
 
         Each image (or each window, with ``mode='slide'``) is VAE-encoded once and shared by every class,
         step and ensemble member; windows are averaged where they overlap, as MMSeg does."""
         cfg = self.test_cfg
         pooled, tokens = self.text_encoder(class_names)
-        for b in range(inputs.shape[0]):
+        for b, seed in enumerate(image_seeds(inputs, batch_img_metas, cfg['seed'])):
             image = inputs[b:b + 1]
             boxes = self.windows(*image.shape[-2:])
             latents = [self.extract_feat(self._pad(image[..., y1:y2, x1:x2], 0.0)) for y1, y2, x1, x2 in boxes]
-            kept = self.select_classes(image, latents, pooled, tokens, cfg['seed'] + b)
-            yield self._window_chunks(image.shape[-2:], boxes, latents, pooled, tokens, kept, cfg['seed'] + b)
+            kept = self.select_classes(image, latents, pooled, tokens, seed)
+            yield self._window_chunks(image.shape[-2:], boxes, latents, pooled, tokens, kept, seed)
 
     def _window_chunks(self, size: Tuple[int, int], boxes: list, latents: List[Tensor], pooled: Tensor,
                        tokens: Tensor, class_idx: Tensor, seed: int) -> Iterator[Tuple[Tensor, Tensor]]:
@@ -466,14 +524,22 @@ class DiGSeg(BaseSegmentor):
         classes pruned by ``topk_classes`` get ``PRUNED_LOGIT``, below every computed logit."""
         logits = inputs.new_full((inputs.shape[0], len(self.class_names), *inputs.shape[-2:]), PRUNED_LOGIT,
                                  dtype=torch.float32)
-        for b, chunks in enumerate(self.class_scores(inputs, self.class_names)):
+        for b, chunks in enumerate(self.class_scores(inputs, self.class_names, batch_img_metas)):
             for idx, scores in chunks:
                 logits[b, idx] = scores_to_logits(scores)
         return logits
 
     def inference_autocast(self, device_type: str):
-        """``test_cfg.precision``: the U-Net and VAE under bf16/fp16 autocast; text features stay fp32."""
+        """``test_cfg.precision``: the U-Net and VAE under bf16/fp16 autocast; text features stay fp32. On a CPU
+        without native half arithmetic (``cpu_computes_natively``) fp32 instead, with a warning once."""
         dtype = PRECISIONS[self.test_cfg['precision']]
+        if dtype is not None and device_type == 'cpu' and not cpu_computes_natively(dtype):
+            if not getattr(self, '_warned_cpu_precision', False):
+                print_log(f"test_cfg.precision={self.test_cfg['precision']!r}: this CPU "
+                          f'({torch.backends.cpu.get_cpu_capability()}) has no native {dtype} arithmetic, where '
+                          'autocast runs about 100x slower than fp32; predicting in fp32 instead.', 'current', 30)
+                self._warned_cpu_precision = True
+            dtype = None
         return torch.autocast(device_type, dtype=dtype or torch.float32, enabled=dtype is not None)
 
     def _to_original(self, logits: Tensor, img_meta: dict) -> Tensor:
@@ -491,7 +557,8 @@ class DiGSeg(BaseSegmentor):
         """Label maps by a running argmax over class chunks: memory does not grow with the vocabulary
         (no (C, H, W) logits are kept). Same labels as ``postprocess_result`` on the full logits: the
         resize is per class, and ties go to the first class in both."""
-        for data_sample, chunks in zip(data_samples, self.class_scores(inputs, self.class_names)):
+        metas = [ds.metainfo for ds in data_samples]
+        for data_sample, chunks in zip(data_samples, self.class_scores(inputs, self.class_names, metas)):
             best = labels = None
             for idx, scores in chunks:
                 chunk_best, chunk_arg = self._to_original(scores_to_logits(scores),

@@ -10,7 +10,7 @@ from torch import Tensor
 from mmseg.registry import MODELS
 from mmseg.utils import SampleList
 from ..decode_heads.diffusion_mask_head import masked_mse
-from .digseg import DiGSeg
+from .digseg import DiGSeg, image_seeds
 
 # Candidate colours: a 16-level lattice of the RGB cube, in [-1, 1] (the VAE's image range)
 PALETTE_LEVELS = 16
@@ -89,6 +89,9 @@ def colour_features(colours: Tensor) -> Tensor:
 
 
 COLOUR_FEATURE_DIM = 3 + 6 * COLOUR_FREQUENCIES
+# single_step: cross-entropy over the decoded mask's colour distances, and MSE to the painted mask's latent;
+# binary mode's bce, dice and readout have no meaning here (denoising uses the diffusion MSE alone)
+PALETTE_LOSS_WEIGHTS = dict(ce=1.0, latent=0.0)
 
 
 @MODELS.register_module()
@@ -126,6 +129,7 @@ class DiGSegPalette(DiGSeg):
                              "VAE: leave it 'vae' (or use binary mode, model.type='DiGSeg', for the learned readout).")
         train_cfg = dict(kwargs.pop('train_cfg', None) or {})
         shuffle_palette = train_cfg.pop('shuffle_palette', True)
+        train_cfg['loss_weights'] = self._loss_weights(train_cfg)
         # every class of every image is in each training step by construction
         train_cfg.update(num_positive=None, num_negative=None)
         super().__init__(*args, train_cfg=train_cfg, **kwargs)
@@ -138,6 +142,21 @@ class DiGSegPalette(DiGSeg):
                              'class: leave it None.')
         if self._class_names is not None:
             self.colours(len(self._class_names))  # refuse a vocabulary too large for the palette now
+
+    @staticmethod
+    def _loss_weights(train_cfg: dict) -> Dict[str, float]:
+        """``PALETTE_LOSS_WEIGHTS`` updated by the config's, refusing binary mode's losses and all-zero weights
+        (binary mode's defaults would give ce=0: a model that trains on nothing)."""
+        given = dict(train_cfg.get('loss_weights') or {})
+        unused = sorted(set(given) - set(PALETTE_LOSS_WEIGHTS))
+        if unused:
+            raise ValueError(f'train_cfg.loss_weights {unused}: palette mode has no such loss; it uses '
+                             f'{sorted(PALETTE_LOSS_WEIGHTS)} (single_step; denoising uses the diffusion MSE).')
+        weights = {**PALETTE_LOSS_WEIGHTS, **given}
+        if train_cfg.get('objective', 'denoising') == 'single_step' and not any(weights.values()):
+            raise ValueError(f'train_cfg.loss_weights={weights}: every palette loss is zero, so the model would '
+                             'train on nothing. Set ce (and/or latent) above zero.')
+        return weights
 
     def _head_dims(self) -> Dict[str, int]:
         # one token per class: [pooled CLIP embedding, colour features]
@@ -177,15 +196,15 @@ class DiGSegPalette(DiGSeg):
         colours = self._training_colours(gt.shape[0], len(self.class_names), gt.device)
         pooled, _ = self.text_encoder(self.class_names)
         tokens, mean_pooled = self.vocabulary_prompt(pooled, colours)
-        latent_valid = F.avg_pool2d((gt != ignore_index)[:, None].float(), self.backbone.downsample_factor)
+        latent_valid = self.latent_weights(gt != ignore_index)
         painted_latents = self.backbone.encode(paint(gt, colours, ignore_index))
         if cfg['objective'] == 'denoising':
             return self.decode_head.loss_denoising(image_latents, painted_latents, tokens, mean_pooled, latent_valid,
                                                    timestep_range=cfg['timestep_range'])
         clean = self.decode_head.single_step(image_latents, tokens, mean_pooled)
         logits = colour_distance_logits(self.backbone.decode(clean), colours, self.temperature)
-        losses = dict(loss_ce=weights.get('ce', 1.0) * F.cross_entropy(logits, gt, ignore_index=ignore_index))
-        if weights.get('latent'):
+        losses = dict(loss_ce=weights['ce'] * F.cross_entropy(logits, gt, ignore_index=ignore_index))
+        if weights['latent']:
             losses['loss_latent'] = weights['latent'] * masked_mse(clean, painted_latents, latent_valid)
         return losses
 
@@ -218,10 +237,10 @@ class DiGSegPalette(DiGSeg):
         boxes = self.windows(H, W)
         for y1, y2, x1, x2 in boxes:
             count[y1:y2, x1:x2] += 1
-        for b in range(inputs.shape[0]):
+        for b, seed in enumerate(image_seeds(inputs, batch_img_metas, self.test_cfg['seed'])):
             for y1, y2, x1, x2 in boxes:
                 latent = self.extract_feat(self._pad(inputs[b:b + 1, :, y1:y2, x1:x2], 0.0))
-                window = self.palette_logits(latent, tokens, mean_pooled, self.test_cfg['seed'] + b)
+                window = self.palette_logits(latent, tokens, mean_pooled, seed)
                 logits[b, :, y1:y2, x1:x2] += window[:, :y2 - y1, :x2 - x1]
         return logits / count
 
