@@ -5,6 +5,8 @@ import json
 import os.path as osp
 import re
 
+import numpy as np
+
 from ..conftest import TINY_CONFIG
 from .test_train_test import run_tool
 
@@ -39,3 +41,25 @@ def test_train_step_profile_times_every_part(synth_root, tmp_path):
     # the U-Net pass runs attention; the frozen decoder's backward computes convolution gradients
     assert any('attention' in op['name'] for op in parts['unet']['top'])
     assert any('convolution' in op['name'] for op in parts['vae_decode']['top'])
+
+
+def test_denoising_diagnosis_scores_every_noise_level_and_step_count(tiny_cfg):
+    """tools/analysis_tools/denoising_diagnosis.py: one row per estimate, each scored by both readouts; the true
+    mask latents read out by the VAE are the ceiling (near 100 on SynthShapes), a 0-step model far below it."""
+    import importlib.util
+    from mmseg.registry import MODELS
+    from ..conftest import REPO_ROOT
+    spec = importlib.util.spec_from_file_location(
+        'denoising_diagnosis', osp.join(REPO_ROOT, 'tools/analysis_tools/denoising_diagnosis.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)  # puts tools/ on the path
+    from benchmark_table4 import test_data
+    assert tool.miou(np.array([[3, 1], [0, 4]])) == (3 / 4 + 4 / 5) / 2 * 100  # by hand
+    model = MODELS.build(tiny_cfg.model).eval()
+    model.class_names = ['background', 'disc', 'square', 'triangle', 'cross', 'ring']
+    batches, _ = test_data(tiny_cfg, 1)
+    results = tool.diagnose(model, batches, timesteps=(500, 999), steps=(1, 2))
+    assert list(results) == ['true latent', 'noised t=500', 'noised t=999', 'sampled 1 step', 'sampled 2 steps']
+    assert all(set(scores) == {'vae', 'learned'} for scores in results.values())
+    assert results['true latent']['vae'] > 90
+    assert results['sampled 1 step']['vae'] < 50  # an untrained U-Net
