@@ -71,7 +71,8 @@ def build_sd21_digseg(test_cfg: dict, slicing: bool):
 def measure(vocab_size, image_size, test_cfg, slicing):
     from mmseg.structures import SegDataSample
     H, W = image_size
-    meta = dict(ori_shape=(H, W), img_shape=(H, W), pad_shape=(H, W), padding_size=[0, 0, 0, 0])
+    # a path seeds the start noise (image_seeds): fake tensors have no pixels to hash
+    meta = dict(ori_shape=(H, W), img_shape=(H, W), pad_shape=(H, W), padding_size=[0, 0, 0, 0], img_path='fake.png')
     model = build_sd21_digseg(test_cfg, slicing)
     with FakeTensorMode(allow_non_fake_inputs=True):
         to_fake(model)
