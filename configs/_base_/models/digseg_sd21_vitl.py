@@ -37,7 +37,7 @@ model = dict(
         # The paper's objective: noise (epsilon) prediction under MSE on SD 2.1-base's own schedule, sampled
         # with trailing DDIM spacing (1-2 steps start at t=T). Marigold's v-prediction with zero-terminal-SNR
         # betas is one option away: scheduler_cfg=dict(prediction_type='v_prediction',
-        # rescale_betas_zero_snr=True, timestep_spacing='trailing') (README, "Objectives").
+        # rescale_betas_zero_snr=True, timestep_spacing='trailing') (docs/user_guides/7_how_it_works.md, "Objectives"; docs/paper_recipe.md).
         scheduler_cfg=dict(timestep_spacing='trailing'),
         # U-Net activations ~1.2 -> ~0.2 GiB per (image, class) pair, for ~25% more compute; the shipped
         # batch then needs ~20 GB per GPU (docs/zoo.md). Turn off on 40 GB+ GPUs for speed.

@@ -47,9 +47,9 @@ model = dict(
     # test_cfg.mask_readout='learned' instead of the full VAE decode (docs/benchmarks.md)
     mask_readout=dict(type='LatentMaskReadout', hidden_channels=64),
     class_names=None,  # the dataset's classes
-    # single_step learned faster than denoising at the same wall time here (README). Every class of the
+    # single_step learned faster than denoising at the same wall time here (docs/history.md, docs/paper_recipe.md). Every class of the
     # vocabulary for every image, and a per-pixel cross-entropy across them next to BCE + Dice: training
-    # compares classes as inference's argmax does (README, "Measured here": 29.3 -> 31.1 mIoU on the old
+    # compares classes as inference's argmax does (docs/history.md: 29.3 -> 31.1 mIoU on the old
     # 4-channel VAE, 75.9 with the 16-channel one). (image, class) pairs a step: images x classes.
     train_cfg=dict(objective='single_step', num_positive=None, num_negative=None,
                    loss_weights=dict(bce=1.0, dice=1.0, ce=1.0)),
