@@ -28,8 +28,10 @@ setup(
     install_requires=install_requires,
     extras_require={
         # BiomedCLIP's PubMedBERT text tower (open_clip's HF text encoder). transformers 5 is the only line
-        # that accepts diffusers' huggingface_hub; mmseg_digseg.compat lets mmpretrain 1.2.0 import next to it.
+        # that accepts diffusers' huggingface_hub (4.x needs < 1.0, diffusers 0.42 >= 1.32); mmseg_digseg.compat
+        # lets mmpretrain 1.2.0 import next to it (a start-up file that tools/install.sh writes, for MMSeg alone).
         'biomedclip': ['transformers==5.24.0'],
+        'demo': ['gradio==6.31.0'],  # demo/gradio_app.py (tools/install_demo.sh adds its test tools)
         'tests': ['pytest', 'transformers==5.24.0'],  # the BiomedCLIP tests build a tiny model of that family
     },
 )

@@ -1,31 +1,37 @@
-"""Segment an image with any prompts and write an overlay with a legend plus one score map per prompt.
+"""Segment images with any prompts; write an overlay with a legend plus one score map per prompt, per image.
 
     python tools/infer.py IMAGE --config C --checkpoint K --prompts "disc,ring,background" [--out-dir D]
+    python tools/infer.py FOLDER --config C --checkpoint K --prompts "disc,ring"        (its images)
+    python tools/infer.py "photos/*/*.jpg" --config C --checkpoint K                   (a quoted glob)
     python tools/infer.py IMAGE --config C --checkpoint K --vocabulary ade20k_847 --topk 30 --preset 4x2
 
-Labels follow the order of the prompts. Score maps are written for up to --max-score-maps prompts; a larger
-vocabulary is segmented chunk by chunk without keeping per-class scores (bounded memory).
+Labels follow the order of the prompts. For each image STEM, OUT_DIR gets STEM_overlay.png and
+STEM_score_III_PROMPT.png (viridis: 0 dark blue, 1 yellow). Score maps are written for up to
+--max-score-maps prompts; a larger vocabulary is segmented chunk by chunk without keeping per-class scores
+(bounded memory). Files that cannot be read as images are skipped with a warning that names them.
 """
 import argparse
+import glob
 import os
 import os.path as osp
+import sys
+from collections import Counter
 
-import matplotlib
+import mmcv
+from PIL import Image
+from tqdm import tqdm
 
-matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # noqa: E402
-import mmcv  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
+from mmseg_digseg.apis import init_digseg, render_result, segment
+from mmseg_digseg.apis.render import file_safe
+from mmseg_digseg.datasets import load_vocabulary
+from mmseg_digseg.models.segmentors.digseg import INFERENCE_PRESETS
 
-from mmseg_digseg.apis import init_digseg, segment  # noqa: E402
-from mmseg_digseg.datasets import load_vocabulary, to_bgr8  # noqa: E402
-from mmseg_digseg.models.segmentors.digseg import INFERENCE_PRESETS  # noqa: E402
+IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description='DiGSeg inference with arbitrary prompts')
-    parser.add_argument('image')
+    parser.add_argument('input', help='an image, a folder (its images), or a quoted glob such as "photos/*.jpg"')
     parser.add_argument('--config', required=True)
     parser.add_argument('--checkpoint', required=True)
     parser.add_argument('--prompts', help='comma-separated class prompts; default: the checkpoint\'s classes. '
@@ -55,11 +61,44 @@ def split_prompts(text):
     return prompts
 
 
+def list_inputs(source):
+    """An image file, a folder's image files (by extension, not recursive) or a glob's files, sorted."""
+    if osp.isdir(source):
+        files = [p for p in glob.glob(osp.join(source, '*')) if p.lower().endswith(IMAGE_EXTENSIONS)]
+    elif osp.isfile(source):
+        files = [source]
+    else:
+        files = [p for p in glob.glob(source, recursive=True) if osp.isfile(p)]
+    if not files:
+        raise SystemExit(f'No images found at "{source}": give an image, a folder of images '
+                         f'({", ".join(IMAGE_EXTENSIONS)}) or a quoted glob such as "photos/*.jpg".')
+    return sorted(files)
+
+
+def output_stems(paths):
+    """File stems for the outputs; inputs sharing a stem (a.png, a.jpg) keep their extension apart."""
+    stems = [osp.splitext(osp.basename(p))[0] for p in paths]
+    repeated = {s for s, n in Counter(stems).items() if n > 1}
+    return [osp.basename(p).replace('.', '_') if s in repeated else s for p, s in zip(paths, stems)]
+
+
+def read_image(path):
+    """The image as stored (any depth and channel count), or None with the reason when it is unreadable."""
+    try:
+        image = mmcv.imread(path, flag='unchanged')
+    except Exception as error:  # noqa: BLE001  (any decoder failure means: skip this file)
+        return None, f'{type(error).__name__}: {error}'
+    if image is None or image.size == 0:
+        return None, 'not a decodable image'
+    return image, None
+
+
 def main():
     args = parse_args()
     if args.prompts and args.vocabulary:
         raise SystemExit('Give either --prompts or --vocabulary, not both.')
     prompts = load_vocabulary(args.vocabulary) if args.vocabulary else split_prompts(args.prompts)
+    paths = list_inputs(args.input)
     options = {'model.test_cfg.mask_readout': args.mask_readout} if args.mask_readout else None
     model = init_digseg(args.config, args.checkpoint, device=args.device, cfg_options=options)
     names = prompts or model.class_names
@@ -67,32 +106,27 @@ def main():
     model.test_cfg.update(return_logits=with_scores, topk_classes=args.topk)
     if args.preset:
         model.test_cfg.update(INFERENCE_PRESETS[args.preset])
-    result = segment(model, args.image, prompts)
-    image = mmcv.imread(args.image, flag='unchanged')
-    rgb = to_bgr8(image)[0][..., ::-1]
-    labels = result.pred_sem_seg.data[0].cpu().numpy()
 
     os.makedirs(args.out_dir, exist_ok=True)
-    stem = osp.splitext(osp.basename(args.image))[0]
-    colours = (plt.get_cmap('tab20')(np.arange(len(names)) % 20)[:, :3] * 255).astype(np.uint8)
-    overlay = (rgb * (1 - args.opacity) + colours[labels] * args.opacity).astype(np.uint8)
-    fig, ax = plt.subplots(figsize=(6, 6))
-    ax.imshow(overlay)
-    ax.axis('off')
-    present = np.unique(labels)
-    ax.legend(handles=[Patch(color=colours[i] / 255, label=names[i]) for i in present],
-              loc='upper left', bbox_to_anchor=(1, 1), fontsize=8)
-    overlay_path = osp.join(args.out_dir, f'{stem}_overlay.png')
-    fig.savefig(overlay_path, bbox_inches='tight', dpi=100)
-    plt.close(fig)
-    num_maps = len(names) if with_scores else 0
-    scores = model.logits_to_scores(result.seg_logits.data).cpu().numpy() if with_scores else []
-    for i in range(num_maps):
-        safe = ''.join(c if c.isalnum() else '_' for c in names[i].split(',')[0].strip())
-        plt.imsave(osp.join(args.out_dir, f'{stem}_score_{i:03d}_{safe}.png'), scores[i], cmap='viridis',
-                   vmin=0, vmax=1)
-    print(f'Wrote {overlay_path} and {num_maps} score maps to {args.out_dir}; '
-          f'labels present: {[names[i] for i in present]}')
+    skipped = []
+    for path, stem in zip(tqdm(paths, desc='Segmenting', unit='image', file=sys.stderr), output_stems(paths)):
+        image, problem = read_image(path)
+        if image is None:
+            skipped.append(path)
+            tqdm.write(f'Warning: skipped {path} ({problem}).', file=sys.stderr)
+            continue
+        result = segment(model, image, prompts)
+        overlay, maps, present = render_result(model, image, result, names, args.opacity)
+        overlay_path = osp.join(args.out_dir, f'{stem}_overlay.png')
+        Image.fromarray(overlay).save(overlay_path)
+        for i, score_map in enumerate(maps):
+            Image.fromarray(score_map).save(osp.join(args.out_dir, f'{stem}_score_{i:03d}_{file_safe(names[i])}.png'))
+        tqdm.write(f'Wrote {overlay_path} and {len(maps)} score maps to {args.out_dir}; labels present: {present}')
+    summary = (f'Done: {len(paths) - len(skipped)} of {len(paths)} image(s) segmented into {args.out_dir}'
+               + (f'; skipped {len(skipped)} unreadable: {skipped}' if skipped else '.'))
+    if len(skipped) == len(paths):
+        raise SystemExit(f'{summary} No input could be read as an image.')
+    print(summary)
 
 
 if __name__ == '__main__':

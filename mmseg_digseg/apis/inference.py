@@ -7,6 +7,7 @@ from mmcv.transforms import Compose
 
 from mmseg.apis import init_model
 from mmseg.structures import SegDataSample
+from ..models.segmentors.digseg import scores_to_logits
 
 ImageType = Union[str, np.ndarray]
 
@@ -31,10 +32,13 @@ def segment(model, images: Union[ImageType, Sequence[ImageType]],
             prompts: Optional[Sequence[str]] = None) -> Union[SegDataSample, List[SegDataSample]]:
     """Segment image(s) (paths or HxWxC BGR arrays) with ``prompts`` as the vocabulary.
 
-    Label ``i`` of ``pred_sem_seg`` is ``prompts[i]``; ``model.logits_to_scores(seg_logits.data)`` are the
-    per-prompt scores (binary mode: ``seg_logits.data.sigmoid()``; palette mode: a softmax over prompts).
-    ``seg_logits`` is absent when ``model.test_cfg['return_logits']`` is False, as in the A-847 and PC-459
-    configs, which keep memory flat in the vocabulary. ``prompts`` may also name a shipped vocabulary
+    Label ``i`` of ``pred_sem_seg`` is ``prompts[i]`` (one prompt: MMSeg's binary map, 1 where the prompt's
+    score passes ``decode_head.threshold``, 0 elsewhere). ``result_scores(model, result)`` are the
+    per-prompt scores in [0, 1] (binary mode: each prompt's sigmoid of ``seg_logits``; palette mode: a
+    softmax over prompts). With one prompt MMSeg has already applied the sigmoid and ``seg_logits`` holds
+    the probability: do not apply ``model.logits_to_scores`` to it yourself. ``seg_logits`` is absent when
+    ``model.test_cfg['return_logits']`` is False, as in the A-847 and PC-459 configs, which keep memory
+    flat in the vocabulary. ``prompts`` may also name a shipped vocabulary
     (``'ade20k_150'``) or a .txt file. Without ``prompts`` the model's own vocabulary is used.
     """
     batch = isinstance(images, (list, tuple))
@@ -47,3 +51,20 @@ def segment(model, images: Union[ImageType, Sequence[ImageType]],
     with torch.no_grad(), model.vocabulary(prompts):
         results = model.test_step(data)
     return results if batch else results[0]
+
+
+def result_scores(model, result: SegDataSample) -> torch.Tensor:
+    """Per-prompt scores (C, H, W) in [0, 1] of one ``segment`` result.
+
+    MMSeg's ``postprocess_result`` keeps the logits for several classes but, for one class, stores
+    ``sigmoid(logits)`` in ``seg_logits`` (it thresholds that probability). Taking the model's
+    ``logits_to_scores`` of that would apply the sigmoid twice (scores squeezed into [0.5, 0.73]), so a
+    one-prompt result is turned back into logits first.
+    """
+    if 'seg_logits' not in result:
+        raise ValueError('This result has no seg_logits: the model ran with test_cfg.return_logits=False '
+                         '(labels only). Set model.test_cfg["return_logits"] = True to get score maps.')
+    logits = result.seg_logits.data
+    if logits.shape[0] == 1:
+        logits = scores_to_logits(logits, eps=1e-7)
+    return model.logits_to_scores(logits.float())
