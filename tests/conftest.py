@@ -22,6 +22,25 @@ def mmseg_scope():
     register_all_modules(init_default_scope=True)
 
 
+def run_amp_on_cpu(cfg, patch) -> bool:
+    """Make an ``AmpOptimWrapper`` config trainable on this CPU; True if it will train under bf16 autocast.
+
+    AmpOptimWrapper refuses CPU-only machines (``patch(module, 'is_cuda_available', ...)`` lifts that). Where the
+    CPU has no native bf16 (AVX2 only, where bf16 autocast runs ~100x slower than fp32) it becomes OptimWrapper,
+    so that the same config trains in fp32 in a reasonable time."""
+    from mmseg_digseg.models.segmentors.digseg import cpu_computes_natively
+    if cfg.optim_wrapper.type != 'AmpOptimWrapper':
+        return False
+    if cpu_computes_natively(torch.bfloat16):
+        import mmengine.optim.optimizer.amp_optimizer_wrapper as amp_module
+        patch(amp_module, 'is_cuda_available', lambda: True)
+        return True
+    for key in ('dtype', 'loss_scale'):
+        cfg.optim_wrapper.pop(key, None)
+    cfg.optim_wrapper.type = 'OptimWrapper'
+    return False
+
+
 def tiny_unet_cfg():
     from mmengine.config import Config
     return Config.fromfile(osp.join(REPO_ROOT, 'configs/_base_/models/digseg_tiny.py')).model.decode_head.unet_cfg
