@@ -83,7 +83,10 @@ def setup_cpu_distributed(cfg, launcher: str) -> None:
 def finish_distributed() -> None:
     """Destroy the process group before the interpreter shuts down. Without it, gloo's worker threads can
     still hold tensors during interpreter finalisation and the process aborts at exit ("terminate called
-    without an active exception", SIGABRT) after a successful run; NCCL warns about the same."""
+    without an active exception", SIGABRT) after a successful run; NCCL warns about the same. The barrier
+    first: a rank that tears its group down while a peer is still in the last collective aborts the same way
+    (seen once in CI on 2 loaded cores)."""
     import torch.distributed as dist
     if dist.is_available() and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
