@@ -9,10 +9,6 @@ import os
 import os.path as osp
 
 from mmengine.config import Config, DictAction
-from mmengine.runner import Runner
-
-import mmseg_digseg  # noqa: F401  (registers DiGSeg's modules)
-from mmseg_digseg.engine import finish_distributed, setup_cpu_distributed
 
 
 def parse_args():
@@ -41,6 +37,11 @@ def main():
     if not osp.isfile(args.checkpoint):
         raise SystemExit(f'Checkpoint "{args.checkpoint}" does not exist: pass the .pth written by '
                          f'tools/train.py (its work_dir has a file `last_checkpoint` naming the latest).')
+    # imported after the checks above, so that a wrong path fails in a second, not after MMSeg's imports
+    from mmengine.runner import Runner
+
+    import mmseg_digseg  # noqa: F401  (registers DiGSeg's modules)
+    from mmseg_digseg.engine import finish_distributed, setup_cpu_distributed
     cfg = Config.fromfile(args.config)
     cfg.launcher = args.launcher
     setup_cpu_distributed(cfg, args.launcher)
