@@ -248,3 +248,23 @@ def test_sampling_step_runs_in_fp32_under_half_precision():
     a = DDPMScheduler(**{k: v for k, v in eps_cfg.items() if k != 'timestep_spacing'}).alphas_cumprod.double()[999]
     expected = (noise.double() - (1 - a).sqrt() * eps[0].double()) / a.sqrt()
     torch.testing.assert_close(x0.double(), expected, atol=1e-4, rtol=1e-4)
+
+
+def test_cross_class_ce_compares_the_drawn_classes_of_each_image():
+    """Image 0 drew classes 2 and 0, image 1 only class 1. A pixel counts where its label is one of its image's
+    drawn classes; the expected value is written out with numpy: a two-way softmax is a sigmoid of the logit
+    difference, and a one-class softmax costs nothing."""
+    import numpy as np
+    from mmseg_digseg.models.decode_heads.diffusion_mask_head import cross_class_ce
+    probs = torch.tensor([[[0.9, 0.2, 0.5]], [[0.3, 0.6, 0.5]], [[0.7, 0.4, 0.5]]], dtype=torch.float64)
+    labels = torch.tensor([[[2, 0, 5]], [[1, 255, 3]]])  # 5 and 3: not drawn; 255: ignored
+    img_idx, cls_idx = torch.tensor([0, 0, 1]), torch.tensor([2, 0, 1])
+
+    def logit(p):
+        return np.log(p / (1 - p))
+
+    def nll(own, other):  # -log softmax([own, other])[0]
+        return np.log1p(np.exp(logit(other) - logit(own)))
+
+    expected = (nll(0.9, 0.3) + nll(0.6, 0.2) + 0.0) / 3
+    assert float(cross_class_ce(probs, labels, img_idx, cls_idx, 255)) == pytest.approx(expected, rel=1e-9)

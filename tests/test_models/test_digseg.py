@@ -237,10 +237,20 @@ def test_every_class_of_every_image_with_cross_entropy(tiny_model):
     torch.testing.assert_close(losses['loss_ce'].detach(), expected, atol=1e-4, rtol=1e-4)
 
 
-def test_cross_entropy_needs_every_class(tiny_cfg):
-    from mmseg.registry import MODELS
-    with pytest.raises(ValueError, match='num_positive=num_negative=None'):
-        MODELS.build(dict(tiny_cfg.model, train_cfg=dict(objective='single_step', loss_weights=dict(ce=1.0))))
+def test_denoising_with_cross_entropy_over_the_drawn_classes(tiny_model):
+    """Recipe (d): the denoising MSE plus a cross-entropy across the drawn classes on the VAE decode of the
+    U-Net's clean estimate; its gradient reaches the U-Net."""
+    tiny_model.train()
+    tiny_model.train_cfg.update(objective='denoising', num_positive=2, num_negative=1,
+                                loss_weights=dict(ce=1.0, readout=0.01))
+    inputs, samples = make_batch()
+    torch.manual_seed(0)
+    losses = tiny_model.loss(inputs, samples)
+    assert set(losses) == {'loss_denoise', 'loss_ce', 'loss_readout'}
+    assert losses['loss_ce'] > 0
+    tiny_model.zero_grad()
+    losses['loss_ce'].backward()
+    assert tiny_model.decode_head.unet.conv_in.weight.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize('part, key', [('train_cfg', 'num_positives'), ('test_cfg', 'ensemble_sizes'),

@@ -85,6 +85,25 @@ def dice_loss(probs: Tensor, target: Tensor, valid: Tensor, eps: float = 1.0) ->
     return (1 - (2 * inter + eps) / (union + eps)).mean()
 
 
+
+def cross_class_ce(probs: Tensor, labels: Tensor, img_idx: Tensor, cls_idx: Tensor,
+                   ignore_index: int = 255) -> Tensor:
+    """Per-pixel cross-entropy across the classes drawn for each image, on logit(score): which of them
+    scores highest, as inference's argmax asks. ``probs`` (N, H, W) are the scores of the (image, class)
+    pairs ``img_idx``, ``cls_idx``; ``labels`` (B, H, W). A pixel counts where its label is one of its
+    image's drawn classes; with every class drawn, that is every pixel not ignored."""
+    logits = probs.log() - (1 - probs).log()
+    total, count = logits.new_zeros(()), 0
+    for b in img_idx.unique().tolist():
+        pairs = (img_idx == b).nonzero()[:, 0]
+        target = torch.full_like(labels[b], ignore_index)
+        for k, c in enumerate(cls_idx[pairs].tolist()):
+            target[labels[b] == c] = k
+        total = total + F.cross_entropy(logits[pairs][None], target[None], ignore_index=ignore_index,
+                                        reduction='sum')
+        count += int((target != ignore_index).sum())
+    return total / max(count, 1)
+
 @MODELS.register_module()
 class DiffusionMaskHead(BaseModule):
     """Denoising U-Net conditioned on the image latent (channels) and the class prompt (text pathway).
@@ -231,21 +250,22 @@ class DiffusionMaskHead(BaseModule):
     def loss_single_step(self, image_latents: Tensor, mask_latents: Optional[Tensor], text_tokens: Tensor,
                          text_pooled: Tensor, latent_valid: Optional[Tensor], masks: Tensor, valid: Tensor,
                          decode_masks: Callable[[Tensor], Tensor], loss_weights: dict,
-                         ce_target: Optional[Tensor] = None, ignore_index: int = 255) -> Dict[str, Tensor]:
+                         ce_pairs: Optional[Tuple[Tensor, Tensor, Tensor]] = None,
+                         ignore_index: int = 255) -> Dict[str, Tensor]:
         """End-to-end single-step objective: BCE + Dice on the mask decoded by the frozen VAE."""
         clean = self.single_step(image_latents, text_tokens, text_pooled)
         return self.single_step_losses(clean, mask_latents, latent_valid, masks, valid, decode_masks, loss_weights,
-                                       ce_target, ignore_index)
+                                       ce_pairs, ignore_index)
 
     def single_step_losses(self, clean: Tensor, mask_latents: Optional[Tensor], latent_valid: Optional[Tensor],
                            masks: Tensor, valid: Tensor, decode_masks: Callable[[Tensor], Tensor],
-                           loss_weights: dict, ce_target: Optional[Tensor] = None,
+                           loss_weights: dict, ce_pairs: Optional[Tuple[Tensor, Tensor, Tensor]] = None,
                            ignore_index: int = 255) -> Dict[str, Tensor]:
         """The losses of ``loss_single_step`` on a predicted clean latent (N, C, h, w).
 
-        With ``ce_target`` (B, H, W) the pairs are every class of each image in vocabulary order, and a
-        per-pixel cross-entropy across them (on logit(score)) teaches the U-Net what inference's argmax
-        asks: which class is highest, not only whether each one is present."""
+        With ``ce_pairs`` = (labels (B, H, W), image index, class index of each pair) a per-pixel
+        cross-entropy across each image's drawn classes (``cross_class_ce``) teaches the U-Net what
+        inference's argmax asks: which class is highest, not only whether each one is present."""
         probs = ((decode_masks(clean) + 1) / 2).clamp(1e-4, 1 - 1e-4)
         target, valid = masks.float(), valid.float()
         # written out rather than F.binary_cross_entropy, which raises on NaN: a NaN must reach the
@@ -256,10 +276,8 @@ class DiffusionMaskHead(BaseModule):
                       loss_dice=loss_weights.get('dice', 1.0) * dice_loss(probs, target, valid))
         if loss_weights.get('latent', 0):
             losses['loss_latent'] = loss_weights['latent'] * masked_mse(clean, mask_latents, latent_valid)
-        if ce_target is not None:
-            logits = (probs.log() - (1 - probs).log()).view(ce_target.shape[0], -1, *probs.shape[-2:])
-            ce = F.cross_entropy(logits, ce_target, ignore_index=ignore_index, reduction='sum')
-            losses['loss_ce'] = loss_weights['ce'] * ce / (ce_target != ignore_index).sum().clamp(min=1)
+        if ce_pairs is not None:
+            losses['loss_ce'] = loss_weights['ce'] * cross_class_ce(probs, *ce_pairs, ignore_index)
         return losses
 
     def inference_scheduler(self, timestep_spacing: Optional[str] = None) -> DDIMScheduler:

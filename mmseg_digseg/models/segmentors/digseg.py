@@ -14,7 +14,7 @@ from mmseg.models.utils import resize
 from mmseg.registry import MODELS
 from mmseg.utils import ConfigType, OptConfigType, OptMultiConfig, OptSampleList, SampleList
 from ...datasets.vocabularies import load_vocabulary
-from ..decode_heads.diffusion_mask_head import masked_mse
+from ..decode_heads.diffusion_mask_head import cross_class_ce, masked_mse
 
 DEFAULT_TRAIN_CFG = dict(
     objective='denoising',  # or 'single_step' (end to end through the frozen VAE decoder)
@@ -23,8 +23,9 @@ DEFAULT_TRAIN_CFG = dict(
     # (both None: every class of the vocabulary for every image, as inference compares them)
     timestep_range=None,  # denoising only: (low, high) training timesteps; None: all. Few-step
     # sampling starts at t=T, so biasing training toward high noise spends the budget where it is used.
-    # single_step: bce, dice, latent (MSE), ce (per-pixel cross-entropy across an image's classes on
-    # their logits: needs every class, num_positive=num_negative=None); denoising (MSE) ignores them.
+    # single_step: bce, dice, latent (MSE), ce (per-pixel cross-entropy across the classes drawn for an
+    # image, on their logits: what the argmax asks); denoising (MSE) ignores all but ce, which it puts on
+    # the VAE decode of the U-Net's clean estimate (docs/paper_recipe.md, recipe (d)).
     # readout: the learned mask readout's BCE (with model.mask_readout; it never reaches the U-Net). Small:
     # Adam's steps do not depend on a loss's scale, and a small one keeps the readout's gradients out of
     # the clipped gradient norm it shares with the U-Net (at weight 1 they slowed the U-Net down)
@@ -226,10 +227,6 @@ class DiGSeg(BaseSegmentor):
         if self.train_cfg['objective'] == 'single_step' and not any(weights.get(k) for k in ('bce', 'dice', 'latent', 'ce')):
             raise ValueError(f'train_cfg.loss_weights={weights} gives the single-step objective no loss: set at '
                              'least one of bce, dice, latent, ce above zero.')
-        if (self.train_cfg['loss_weights'].get('ce') and self.train_cfg['objective'] == 'single_step'
-                and not (self.train_cfg['num_positive'] is None and self.train_cfg['num_negative'] is None)):
-            raise ValueError('train_cfg.loss_weights.ce compares every class of an image on decoded masks: '
-                             'it needs num_positive=num_negative=None.')
         topk = self.test_cfg['topk_classes']
         if topk is not None and (not isinstance(topk, int) or topk < 1):
             raise ValueError(f'test_cfg.topk_classes must be a positive int (or None: no pruning), got {topk!r}.')
@@ -352,16 +349,19 @@ class DiGSeg(BaseSegmentor):
         mask_latents = self.backbone.encode_masks(masks) if needs_latents else None
         pooled, tokens = self.text_encoder(names)
         image_latents, tokens, pooled = image_latents[img_idx], tokens[cls_idx], pooled[cls_idx]
+        ce_pairs = (gt, img_idx, cls_idx) if cfg['loss_weights'].get('ce') else None
         if cfg['objective'] == 'denoising':
             prediction, target, predicted = self.decode_head.denoising_step(
                 image_latents, mask_latents, tokens, pooled, timestep_range=cfg['timestep_range'])
             losses = dict(loss_denoise=masked_mse(prediction, target, latent_valid))
+            if ce_pairs is not None:  # the drawn classes compared on the decoded clean estimate
+                probs = ((self.backbone.decode_masks(predicted) + 1) / 2).clamp(1e-4, 1 - 1e-4)
+                losses['loss_ce'] = cfg['loss_weights']['ce'] * cross_class_ce(probs, *ce_pairs, cfg['ignore_index'])
         else:
             predicted = self.decode_head.single_step(image_latents, tokens, pooled)
-            ce_target = gt if cfg['loss_weights'].get('ce') else None  # (B, H, W): pairs are (image, every class)
             losses = self.decode_head.single_step_losses(predicted, mask_latents, latent_valid, masks, valid,
                                                          self.backbone.decode_masks, cfg['loss_weights'],
-                                                         ce_target, cfg['ignore_index'])
+                                                         ce_pairs, cfg['ignore_index'])
         if self.mask_readout is not None:
             # the encoder's latents of the true masks, and the clean latents the U-Net predicts (under
             # 'denoising' from the noised sample), which is what the readout reads at test time; detached,
