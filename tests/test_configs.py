@@ -81,7 +81,10 @@ def dataset_roots(tmp_path_factory, synth_root):
     os.makedirs(f'{pc59}/ImageSets/SegmentationContext')
     with open(f'{pc59}/ImageSets/SegmentationContext/val.txt', 'w') as f:
         f.write('2008_000000\n2008_000001\n')
+    from mmseg_digseg.datasets import generate_synth_shapes
+    synth_many = generate_synth_shapes(str(root / 'synth_shapes_many'), num_train=4, num_val=2, variant='many')
     return {'ADE20KDataset': ade, 'COCOStuffDataset': coco, 'SynthShapesDataset': synth_root,
+            'SynthShapesManyDataset': synth_many,
             'PascalContextDataset59': pc59, 'CityscapesDataset': cityscapes, 'ADE20KFull847Dataset': ade847,
             'PascalContext459Dataset': pc459}
 

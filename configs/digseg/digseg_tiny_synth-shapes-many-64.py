@@ -1,0 +1,15 @@
+# DiGSeg-tiny on the 49-class SynthShapes (6 shapes x 8 textures, 2-5 objects per image): the tiny model with
+# the paper configs' training recipe, where a vocabulary is larger than the classes of one image:
+# the denoising objective on 3 present + 1 absent classes per image and step (per-step cost independent of
+# the vocabulary), inference by an argmax over all 49 classes. docs/paper_recipe.md compares recipes on it.
+#   python tools/dataset_converters/make_synth_shapes.py --variant many --out data/synth_shapes_many
+#   python tools/train.py configs/digseg/digseg_tiny_synth-shapes-many-64.py
+_base_ = ['./digseg_tiny_synth-shapes-64.py']
+# the 49-class data (the dataset config synth_shapes_many.py; its pipelines are the 6-class ones)
+dataset_type, data_root = 'SynthShapesManyDataset', 'data/synth_shapes_many'
+train_dataloader = dict(dataset=dict(type=dataset_type, data_root=data_root))
+val_dataloader = dict(dataset=dict(type=dataset_type, data_root=data_root))
+test_dataloader = val_dataloader
+model = dict(
+    train_cfg=dict(_delete_=True, objective='denoising', num_positive=3, num_negative=1),
+    test_cfg=dict(init_noise='gaussian'))

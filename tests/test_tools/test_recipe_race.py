@@ -1,0 +1,52 @@
+"""tools/analysis_tools/recipe_race.py: every recipe's --cfg-options build the model it names (a typo in a
+train_cfg key is refused by the model), and the summary table reads the rows as written."""
+import importlib.util
+import os.path as osp
+
+import pytest
+from mmengine.config import Config, DictAction
+
+from ..conftest import REPO_ROOT
+
+
+def load_race():
+    spec = importlib.util.spec_from_file_location(
+        'recipe_race', osp.join(REPO_ROOT, 'tools/analysis_tools/recipe_race.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+RACE = load_race()
+
+
+@pytest.mark.parametrize('name', [n for n in RACE.RECIPES if RACE.RECIPES[n][0] == RACE.MANY])
+def test_each_digseg_recipe_builds_what_it_says(name):
+    from mmseg.registry import MODELS
+    config, options, _ = RACE.RECIPES[name]
+    cfg = Config.fromfile(osp.join(REPO_ROOT, config))
+    cfg.merge_from_dict({k: DictAction._parse_iterable(v) for k, v in (o.split('=', 1) for o in options)})
+    model = MODELS.build(dict(cfg.model, class_names=['background', 'solid disc', 'dotted square']))
+    head = model.decode_head
+    expected_prediction = 'epsilon' if name == 'a' else 'v_prediction'
+    assert head.prediction_type == expected_prediction
+    assert head.train_scheduler.config.rescale_betas_zero_snr == (name != 'a')
+    train = model.train_cfg
+    if name == 'all':
+        assert train['num_positive'] is None and train['num_negative'] is None
+    else:  # a fixed number of classes per image: per-step cost independent of the vocabulary
+        assert train['num_positive'] == 3 and train['num_negative'] == (4 if name == 'c' else 1)
+    assert train['objective'] == ('single_step' if name in ('e', 'all') else 'denoising')
+    assert (train['timestep_range'] is not None) == (name in ('b_high_t', 'c', 'd'))
+    assert bool(train['loss_weights'].get('ce')) == (name in ('d', 'all'))
+    assert model.test_cfg['init_noise'] == ('zeros' if name in ('e', 'all') else 'gaussian')
+
+
+def test_summary_table():
+    rows = [dict(recipe='b', seed=0, iters=500, train_s=200.4, miou=40.0, miou_learned=41.0),
+            dict(recipe='b', seed=1, iters=510, train_s=199.6, miou=44.0, miou_learned=43.0),
+            dict(recipe='f', seed=0, iters=900, train_s=201.0, miou=60.5)]
+    lines = RACE.summary(rows).splitlines()
+    assert lines[2] == ('| b | (a) with v-prediction and zero-terminal-SNR betas | 500 / 510 | 200 / 200 | '
+                        '40.00 / 44.00 (seeds 0 / 1) | 42.00 +- 2.83 | 41.00 / 43.00 |')
+    assert lines[3].startswith('| f | SegFormer-B0') and lines[3].endswith('| 60.50 (seeds 0) | 60.50 | - |')

@@ -1,0 +1,174 @@
+"""Training recipes side by side at equal wall time on this machine (docs/paper_recipe.md)::
+
+    python tools/analysis_tools/recipe_race.py --recipes a b c e f --seeds 0 --budget-s 240 --out work_dirs/race
+
+For each recipe (a config and ``--cfg-options``, see ``RECIPES``) and seed: a short pilot run times a training
+step here; the real run gets the iterations that fill ``--budget-s``, with its warm-up + cosine schedule
+stretched to them; then ``tools/test.py`` scores the last checkpoint on the config's test split (DiGSeg:
+per-class binary masks, argmax over the whole vocabulary; ``--learned-readout`` adds the learned readout's
+row). Runs one after another (two trainings on 2 cores slow each other down many times). Writes
+``race.json`` after every run and ``race.md`` (one row per recipe: steps, train seconds, mIoU per seed,
+mean +- std).
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+from tqdm import tqdm
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+MANY = 'configs/digseg/digseg_tiny_synth-shapes-many-64.py'
+EPSILON = ['model.decode_head.scheduler_cfg.prediction_type=epsilon',
+           'model.decode_head.scheduler_cfg.rescale_betas_zero_snr=False']
+DENOISING = ['model.train_cfg.objective=denoising', 'model.test_cfg.init_noise=gaussian']
+HIGH_T = ['model.train_cfg.timestep_range=[900,1000]']
+# name -> (config, --cfg-options, what it is). Every DiGSeg recipe draws a fixed number of classes per image
+# and step, so its per-step cost does not grow with the vocabulary, except 'all'.
+RECIPES = {
+    'a': (MANY, DENOISING + EPSILON + ['model.train_cfg.num_positive=3', 'model.train_cfg.num_negative=1'],
+          "the paper configs' recipe: epsilon, SD betas, 3 present + 1 absent, trailing DDIM 1x1"),
+    'b': (MANY, DENOISING + ['model.train_cfg.num_positive=3', 'model.train_cfg.num_negative=1'],
+          '(a) with v-prediction and zero-terminal-SNR betas'),
+    'b_high_t': (MANY, DENOISING + HIGH_T + ['model.train_cfg.num_positive=3', 'model.train_cfg.num_negative=1'],
+                 '(b) with training timesteps in [900, 1000), where 1-2 step sampling starts'),
+    'c': (MANY, DENOISING + HIGH_T + ['model.train_cfg.num_positive=3', 'model.train_cfg.num_negative=4'],
+          '(b, high t) with 4 absent classes per image instead of 1'),
+    'd': (MANY, DENOISING + HIGH_T + ['model.train_cfg.num_positive=3', 'model.train_cfg.num_negative=1',
+                                      'model.train_cfg.loss_weights.ce=1.0'],
+          '(b, high t) plus a cross-entropy across the drawn classes on the decoded clean estimate'),
+    'e': (MANY, ['model.train_cfg.objective=single_step', 'model.test_cfg.init_noise=zeros',
+                 'model.train_cfg.num_positive=3', 'model.train_cfg.num_negative=1',
+                 'model.train_cfg.loss_weights.bce=1.0', 'model.train_cfg.loss_weights.dice=1.0'],
+          'single-step (BCE + Dice on decoded masks) on 3 present + 1 absent classes'),
+    'all': (MANY, ['model.train_cfg.objective=single_step', 'model.test_cfg.init_noise=zeros',
+                   'model.train_cfg.num_positive=None', 'model.train_cfg.num_negative=None',
+                   'model.train_cfg.loss_weights.bce=1.0', 'model.train_cfg.loss_weights.dice=1.0',
+                   'model.train_cfg.loss_weights.ce=1.0'],
+            "the 6-class quickstart's recipe: single-step, every class for every image (cost grows with the "
+            'vocabulary)'),
+    'f': ('configs/baselines/segformer_mit-b0_synth-shapes-many-64.py', [],
+          'SegFormer-B0 from scratch, 8 images a step'),
+}
+NO_VAL = ['val_cfg=None', 'val_dataloader=None', 'val_evaluator=None']
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--recipes', nargs='+', default=['a', 'b', 'b_high_t', 'c', 'd', 'e', 'f'], choices=list(RECIPES))
+    p.add_argument('--seeds', nargs='+', type=int, default=[0])
+    p.add_argument('--budget-s', type=float, default=240, help='training wall time per run, in seconds')
+    p.add_argument('--pilot-iters', type=int, default=16)
+    p.add_argument('--learned-readout', action='store_true', help='also test DiGSeg with the learned readout')
+    p.add_argument('--data-root', help='override the dataset root of every config')
+    p.add_argument('--out', default='work_dirs/recipe_race')
+    return p.parse_args()
+
+
+def run(args, log_path):
+    os.makedirs(osp.dirname(log_path), exist_ok=True)
+    with open(log_path, 'w') as log:
+        proc = subprocess.run([sys.executable, *args], cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
+                              env=dict(os.environ, PYTHONUNBUFFERED='1'))
+    with open(log_path) as f:
+        text = f.read()
+    if proc.returncode != 0:
+        raise RuntimeError(f'{" ".join(args[:2])} failed (exit {proc.returncode}); see {log_path}:\n{text[-2000:]}')
+    return text
+
+
+def data_options(root):
+    return [] if root is None else [f'{split}_dataloader.dataset.data_root={root}' for split in ('train', 'val', 'test')]
+
+
+def seconds_per_step(config, options, work_dir, pilot_iters):
+    """The median logged step time of a short run (the first 4 steps, warm-up, left out)."""
+    run(['tools/train.py', config, '--work-dir', work_dir, '--cfg-options', *options, *NO_VAL,
+         f'train_cfg.max_iters={pilot_iters}', 'default_hooks.logger.interval=1',
+         f'default_hooks.checkpoint.interval={pilot_iters + 1}'], osp.join(work_dir, 'pilot.log'))
+    times = []
+    for root, _, files in os.walk(work_dir):
+        for name in files:
+            if name == 'scalars.json':
+                with open(osp.join(root, name)) as f:
+                    times += [r['time'] for r in map(json.loads, f) if 'time' in r and r.get('step', 0) > 4]
+    if not times:
+        raise RuntimeError(f'no step times logged under {work_dir}')
+    return statistics.median(times)
+
+
+def test_miou(config, options, checkpoint, work_dir, extra=()):
+    text = run(['tools/test.py', config, checkpoint, '--work-dir', work_dir, '--cfg-options', *options, *extra],
+               osp.join(work_dir, 'test.log'))
+    found = re.findall(r'mIoU: ([\d.]+)', text)
+    if not found:
+        raise RuntimeError(f'no mIoU in {work_dir}/test.log')
+    return float(found[-1])
+
+
+def race_one(name, seed, args):
+    config, options, _ = RECIPES[name]
+    options = [*options, *data_options(args.data_root), f'randomness.seed={seed}']
+    work_dir = osp.join(args.out, f'{name}_seed{seed}')
+    os.makedirs(work_dir, exist_ok=True)
+    step_s = seconds_per_step(config, options, osp.join(work_dir, 'pilot'), args.pilot_iters)
+    iters = max(50, int(args.budget_s / step_s))
+    start = time.perf_counter()
+    # the configs' schedule: linear warm-up for 20 steps, then cosine to the last step
+    run(['tools/train.py', config, '--work-dir', osp.join(work_dir, 'train'), '--cfg-options', *options, *NO_VAL,
+         f'train_cfg.max_iters={iters}', f'param_scheduler.1.end={iters}',
+         f'default_hooks.checkpoint.interval={iters}'], osp.join(work_dir, 'train.log'))
+    train_s = time.perf_counter() - start
+    with open(osp.join(work_dir, 'train', 'last_checkpoint')) as f:
+        checkpoint = f.read().strip()
+    row = dict(recipe=name, seed=seed, pilot_step_s=step_s, iters=iters, train_s=round(train_s, 1),
+               miou=test_miou(config, options, checkpoint, osp.join(work_dir, 'test')))
+    if args.learned_readout and config == MANY:
+        row['miou_learned'] = test_miou(config, options, checkpoint, osp.join(work_dir, 'test_learned'),
+                                        ['model.test_cfg.mask_readout=learned'])
+    return row
+
+
+def summary(rows):
+    lines = ['| recipe | what | steps | train s | mIoU per seed | mean +- std | learned readout |',
+             '|---|---|---|---|---|---|---|']
+    for name in dict.fromkeys(r['recipe'] for r in rows):
+        mine = [r for r in rows if r['recipe'] == name]
+        mious = [r['miou'] for r in mine]
+        spread = f'{statistics.mean(mious):.2f} +- {statistics.stdev(mious):.2f}' if len(mious) > 1 else f'{mious[0]:.2f}'
+        learned = ' / '.join(f"{r['miou_learned']:.2f}" for r in mine if 'miou_learned' in r) or '-'
+        lines.append(f"| {name} | {RECIPES[name][2]} | {' / '.join(str(r['iters']) for r in mine)} | "
+                     f"{' / '.join(str(round(r['train_s'])) for r in mine)} | "
+                     f"{' / '.join(f'{m:.2f}' for m in mious)} (seeds {' / '.join(str(r['seed']) for r in mine)}) | "
+                     f'{spread} | {learned} |')
+    return '\n'.join(lines) + '\n'
+
+
+def main():
+    args = parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    results_path = osp.join(args.out, 'race.json')
+    rows = []
+    if osp.isfile(results_path):  # an interrupted race goes on where it stopped
+        with open(results_path) as f:
+            rows = json.load(f)
+    done = {(r['recipe'], r['seed']) for r in rows}
+    todo = [(n, s) for s in args.seeds for n in args.recipes if (n, s) not in done]
+    for name, seed in tqdm(todo, desc='recipes'):
+        rows.append(race_one(name, seed, args))
+        tqdm.write(f"{name} seed {seed}: {rows[-1]['iters']} steps, {rows[-1]['train_s']} s, mIoU {rows[-1]['miou']}")
+        with open(results_path, 'w') as f:
+            json.dump(rows, f, indent=1)
+    table = summary([r for r in rows if r['recipe'] in args.recipes])
+    with open(osp.join(args.out, 'race.md'), 'w') as f:
+        f.write(f'Budget {args.budget_s:.0f} s of training per run: python {" ".join(sys.argv)}\n\n{table}')
+    print(table)
+
+
+if __name__ == '__main__':
+    main()
