@@ -86,6 +86,12 @@ def dice_loss(probs: Tensor, target: Tensor, valid: Tensor, eps: float = 1.0) ->
 
 
 
+def decoded_probs(decode_masks: Callable[[Tensor], Tensor], latents: Tensor) -> Tensor:
+    """Mask latents -> per-pixel scores through the VAE decoder, kept off 0 and 1 so that their logs (BCE,
+    logits) stay finite; with autograd when it is on."""
+    return ((decode_masks(latents) + 1) / 2).clamp(1e-4, 1 - 1e-4)
+
+
 def cross_class_ce(probs: Tensor, labels: Tensor, img_idx: Tensor, cls_idx: Tensor,
                    ignore_index: int = 255) -> Tensor:
     """Per-pixel cross-entropy across the classes drawn for each image, on logit(score): which of them
@@ -266,7 +272,7 @@ class DiffusionMaskHead(BaseModule):
         With ``ce_pairs`` = (labels (B, H, W), image index, class index of each pair) a per-pixel
         cross-entropy across each image's drawn classes (``cross_class_ce``) teaches the U-Net what
         inference's argmax asks: which class is highest, not only whether each one is present."""
-        probs = ((decode_masks(clean) + 1) / 2).clamp(1e-4, 1 - 1e-4)
+        probs = decoded_probs(decode_masks, clean)
         target, valid = masks.float(), valid.float()
         # written out rather than F.binary_cross_entropy, which raises on NaN: a NaN must reach the
         # loss so that CheckFiniteLossHook can stop training with the iteration number

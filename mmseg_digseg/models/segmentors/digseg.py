@@ -14,7 +14,7 @@ from mmseg.models.utils import resize
 from mmseg.registry import MODELS
 from mmseg.utils import ConfigType, OptConfigType, OptMultiConfig, OptSampleList, SampleList
 from ...datasets.vocabularies import load_vocabulary
-from ..decode_heads.diffusion_mask_head import cross_class_ce, masked_mse
+from ..decode_heads.diffusion_mask_head import cross_class_ce, decoded_probs, masked_mse
 
 DEFAULT_TRAIN_CFG = dict(
     objective='denoising',  # or 'single_step' (end to end through the frozen VAE decoder)
@@ -355,7 +355,7 @@ class DiGSeg(BaseSegmentor):
                 image_latents, mask_latents, tokens, pooled, timestep_range=cfg['timestep_range'])
             losses = dict(loss_denoise=masked_mse(prediction, target, latent_valid))
             if ce_pairs is not None:  # the drawn classes compared on the decoded clean estimate
-                probs = ((self.backbone.decode_masks(predicted) + 1) / 2).clamp(1e-4, 1 - 1e-4)
+                probs = decoded_probs(self.backbone.decode_masks, predicted)
                 losses['loss_ce'] = cfg['loss_weights']['ce'] * cross_class_ce(probs, *ce_pairs, cfg['ignore_index'])
         else:
             predicted = self.decode_head.single_step(image_latents, tokens, pooled)
