@@ -3,8 +3,8 @@
 Random weights, written in the real on-disk formats (a diffusers-layout directory whose config files and
 scheduler file are SD 2.1-base's as published, tests/fixtures/sd21_base; an open_clip checkpoint file),
 loaded through the same code path as the real weights. `configs/digseg/digseg_vitl_ade20k-512.py` then
-runs one training step (one image, one class pair, crops cut to 128 px) and one prediction of three classes
-with the learned readout, in a subprocess so that its ~15 GB are returned to the system afterwards.
+runs one training step (one image, one class pair, crops cut to 128 px), one prediction of two classes
+with the VAE decode and one of three with the learned readout, in a subprocess so that its ~15 GB are returned to the system afterwards.
 Tiny fixtures cannot catch what this does: defaults that only SD's own config files trigger (the scheduler
 overrides), activations that only the OpenAI towers need (QuickGELU), shapes of the real U-Net.
 """
@@ -74,8 +74,15 @@ report['optimizer_state_gb'] = sum(v.numel() * v.element_size() for s in runner.
                                    for v in s.values() if torch.is_tensor(v)) / 1e9
 model.eval()
 model.cfg = cfg  # what init_model sets; segment() reads the test pipeline from it
-# the learned readout at SD's 8x factor: the input's size, no decoder pass. (The full VAE decode of the masks
-# is left to the tiny tests: in this process it took 30 s a mask on 2 cores, two thirds of the test's time.)
+# the full VAE decode at SD's size, two classes (a decode took 30 s a mask on 2 cores in this process)
+start = time.time()
+decoded = segment(model, image_path, prompts=['wall', 'floor'])
+report['predict_2_classes_vae_s'] = round(time.time() - start, 1)
+report['vae_pred_shape'] = list(decoded.pred_sem_seg.data.shape)
+report['vae_labels'] = sorted(decoded.pred_sem_seg.data.unique().tolist())
+report['vae_logits_shape'] = list(decoded.seg_logits.data.shape)
+report['vae_logits_finite'] = bool(torch.isfinite(decoded.seg_logits.data).all())
+# the learned readout at SD's 8x factor: the input's size, no decoder pass
 decodes = []
 model.backbone.vae.decoder.register_forward_hook(lambda *args: decodes.append(1))
 model.test_cfg['mask_readout'] = 'learned'
@@ -160,5 +167,7 @@ def test_paper_config_with_the_real_architectures(sd21_dir, vitl_checkpoint, tmp
     assert 3.3 < report['checkpoint_model_gb'] < 3.7  # the U-Net (and text projection) in fp32
     assert report['pred_shape'] == [1, 128, 171] and report['logits_shape'] == [3, 128, 171]
     assert set(report['labels']) <= {0, 1, 2} and report['logits_finite']
+    assert report['vae_pred_shape'] == [1, 128, 171] and report['vae_logits_shape'] == [2, 128, 171]
+    assert set(report['vae_labels']) <= {0, 1} and report['vae_logits_finite']
     assert np.isfinite(report['loss_readout']) and report['loss_readout'] > 0  # the readout trained alongside
     assert report['readout_factor'] == 8 and report['readout_decodes'] == 0
