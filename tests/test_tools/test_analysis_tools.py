@@ -6,6 +6,7 @@ import os.path as osp
 import re
 
 import numpy as np
+import torch
 
 from ..conftest import TINY_CONFIG
 from .test_train_test import run_tool
@@ -61,5 +62,42 @@ def test_denoising_diagnosis_scores_every_noise_level_and_step_count(tiny_cfg):
     results = tool.diagnose(model, batches, timesteps=(500, 999), steps=(1, 2))
     assert list(results) == ['true latent', 'noised t=500', 'noised t=999', 'sampled 1 step', 'sampled 2 steps']
     assert all(set(scores) == {'vae', 'learned'} for scores in results.values())
-    assert results['true latent']['vae'] > 90
-    assert results['sampled 1 step']['vae'] < 50  # an untrained U-Net
+    assert results['true latent']['vae']['mIoU'] > 90
+    assert results['true latent']['vae']['present_iou'] > 90 and results['true latent']['vae']['absent_fires'] < 1
+    assert results['sampled 1 step']['vae']['mIoU'] < 50  # an untrained U-Net
+
+
+def test_binary_view_by_hand():
+    """The binary view of one image: class 1 fills the left column, class 2 the right; 3 is absent."""
+    import importlib.util
+    from ..conftest import REPO_ROOT
+    spec = importlib.util.spec_from_file_location(
+        'denoising_diagnosis', osp.join(REPO_ROOT, 'tools/analysis_tools/denoising_diagnosis.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    gt = torch.tensor([[1, 2], [1, 2], [0, 255]])
+    scores = torch.zeros(4, 3, 2)
+    scores[1] = 0.9  # class 1 fires everywhere: 2 of its 5 counted pixels are its own, 4 are objects
+    scores[2, :2, 1] = 0.9  # class 2 exactly
+    scores[3, 0, 0] = 0.9  # the absent class fires on 1 of 5 counted pixels
+    sums = tool.binary_view(scores, gt, ignore_index=255)
+    assert sums['pairs'] == 2 and sums['absent'] == 1
+    assert abs(sums['present_iou'] - (2 / 5 + 1)) < 1e-6
+    assert abs(sums['objects_iou'] - (4 / 5 + 2 / 4)) < 1e-6
+    assert abs(sums['absent_fires'] - 1 / 5) < 1e-6
+
+
+def test_vae_roundtrip_ceiling_takes_the_classes_of_the_generated_data(tmp_path):
+    """tools/analysis_tools/vae_roundtrip_ceiling.py scores every class of the data: 49 for the many-class
+    SynthShapes (its meta.json), where the old 6-class default silently ignored label ids 6-48."""
+    import importlib.util
+    from mmseg_digseg.datasets.synth_shapes import generate_synth_shapes
+    from ..conftest import REPO_ROOT
+    spec = importlib.util.spec_from_file_location(
+        'vae_roundtrip_ceiling', osp.join(REPO_ROOT, 'tools/analysis_tools/vae_roundtrip_ceiling.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    root = generate_synth_shapes(str(tmp_path / 'many'), num_train=2, num_val=2, seed=0, variant='many')
+    classes = tool.dataset_classes(root)
+    assert len(classes) == 49 and classes[:2] == ['background', 'solid disc']
+    assert tool.dataset_classes(str(tmp_path)) == ['background', 'disc', 'square', 'triangle', 'cross', 'ring']

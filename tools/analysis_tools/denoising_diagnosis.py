@@ -11,6 +11,13 @@ For each test image and every class of the vocabulary:
 - ``true latent``: the true mask latents read out without the U-Net (the VAE's ceiling).
 Each row is scored with the VAE decode and, if the checkpoint has one, the learned readout.
 
+Beside the argmax's mIoU, the binary view of each estimate (score > 0.5, one prompt at a time) tells a model that
+cannot segment from one that cannot tell classes apart:
+- ``present IoU``: IoU of a present class's mask with that class's pixels (mean over (image, class) pairs);
+- ``objects IoU``: IoU of the same mask with every object pixel, whatever its class (high while present IoU is
+  low: the model segments objects but does not bind them to the prompt);
+- ``absent fires``: the fraction of pixels an absent class's mask turns on (0 when absent prompts stay dark).
+
     python tools/analysis_tools/denoising_diagnosis.py CONFIG CKPT [--max-images 30] [--out DIR]
 """
 import argparse
@@ -45,6 +52,24 @@ def accumulate(confusion: np.ndarray, labels: torch.Tensor, gt: torch.Tensor, ig
     confusion += np.bincount((gt[keep] * n + labels[keep]).numpy(), minlength=n * n).reshape(n, n)
 
 
+def binary_view(scores: torch.Tensor, gt: torch.Tensor, ignore_index: int, background: int = 0) -> dict:
+    """Sums over one image of the binary view (see the module docstring): scores (C, H, W) in [0, 1], gt (H, W)."""
+    keep = gt != ignore_index
+    fired = (scores > 0.5) & keep
+    present = [c for c in gt[keep].unique().tolist() if c != background]
+    objects = keep & (gt != background)
+    sums = dict(present_iou=0.0, objects_iou=0.0, pairs=0, absent_fires=0.0, absent=0)
+    for c in present:
+        truth = gt == c
+        sums['present_iou'] += float((fired[c] & truth).sum() / (fired[c] | truth).sum())
+        sums['objects_iou'] += float((fired[c] & objects).sum() / (fired[c] | objects).sum())
+        sums['pairs'] += 1
+    for c in set(range(scores.shape[0])) - set(present) - {background}:
+        sums['absent_fires'] += float(fired[c].sum() / keep.sum())
+        sums['absent'] += 1
+    return sums
+
+
 def row_name(steps: int) -> str:
     return f'sampled {steps} step{"s" if steps > 1 else ""}'
 
@@ -58,6 +83,7 @@ def diagnose(model, batches, timesteps=TIMESTEPS, steps=STEPS, seed=0):
     rows = ([('true latent', None)] + [(f'noised t={t}', t) for t in timesteps] +
             [(row_name(n), n) for n in steps])
     confusion = {(row, r): np.zeros((len(names), len(names)), np.int64) for row, _ in rows for r in readouts}
+    binary = {(row, r): {} for row, _ in rows for r in readouts}
     pooled, tokens = model.text_encoder(names)
     for batch in tqdm(batches, desc='images'):
         data = model.data_preprocessor(batch, False)
@@ -83,9 +109,21 @@ def diagnose(model, batches, timesteps=TIMESTEPS, steps=STEPS, seed=0):
         for readout in readouts:
             model.test_cfg['mask_readout'] = readout
             for row, latents in estimates.items():
-                labels = model.read_masks(latents)[:, :size[0], :size[1]].argmax(0)
-                accumulate(confusion[(row, readout)], labels, gt, ignore_index)
-    return {row: {r: miou(confusion[(row, r)]) for r in readouts} for row, _ in rows}
+                scores = model.read_masks(latents)[:, :size[0], :size[1]]
+                accumulate(confusion[(row, readout)], scores.argmax(0), gt, ignore_index)
+                for key, value in binary_view(scores, gt, ignore_index).items():
+                    binary[(row, readout)][key] = binary[(row, readout)].get(key, 0) + value
+    results = {}
+    for row, _ in rows:
+        results[row] = {}
+        for r in readouts:
+            sums = binary[(row, r)]
+            results[row][r] = dict(
+                mIoU=miou(confusion[(row, r)]),
+                present_iou=100 * sums['present_iou'] / max(sums['pairs'], 1),
+                objects_iou=100 * sums['objects_iou'] / max(sums['pairs'], 1),
+                absent_fires=100 * sums['absent_fires'] / max(sums['absent'], 1))
+    return results
 
 
 def main():
@@ -104,10 +142,11 @@ def main():
     batches, _ = test_data(model.cfg, args.max_images)
     results = diagnose(model, batches, args.timesteps, args.steps)
     readouts = list(next(iter(results.values())))
-    print('| estimate | ' + ' | '.join(f'mIoU, {r} readout' for r in readouts) + ' |')
-    print('|---|' + '---|' * len(readouts))
+    columns = [(r, key) for r in readouts for key in ('mIoU', 'present_iou', 'objects_iou', 'absent_fires')]
+    print('| estimate | ' + ' | '.join(f'{key}, {r}' for r, key in columns) + ' |')
+    print('|---|' + '---|' * len(columns))
     for row, scores in results.items():
-        print(f'| {row} | ' + ' | '.join(f'{scores[r]:.2f}' for r in readouts) + ' |')
+        print(f'| {row} | ' + ' | '.join(f'{scores[r][key]:.2f}' for r, key in columns) + ' |')
     if args.out:
         os.makedirs(args.out, exist_ok=True)
         with open(osp.join(args.out, 'diagnosis.json'), 'w') as f:

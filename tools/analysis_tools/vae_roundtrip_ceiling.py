@@ -30,6 +30,7 @@ older committed VAE, e.g.::
         git show HEAD~1:checkpoints/tiny_sd/vae/$f > /tmp/old_vae/vae/$f; done
 """
 import argparse
+import json
 import os
 import os.path as osp
 import shutil
@@ -116,6 +117,16 @@ def mask_ceiling(vae, root, split, num_classes, batch=32):
     return ious, float(np.nanmean(ious)), float(np.mean(mask_ious)), len(mask_ious)
 
 
+def dataset_classes(root):
+    """The classes of a generated SynthShapes folder (its meta.json; 49 for ``--variant many``), else the
+    6-class default. Label ids at or above the count are ignored, so a wrong count would silently drop classes."""
+    meta = osp.join(root, 'meta.json')
+    if osp.isfile(meta):
+        with open(meta) as f:
+            return list(json.load(f)['classes'])
+    return ['background', 'disc', 'square', 'triangle', 'cross', 'ring']
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--vae', default='checkpoints/tiny_sd', help='SD-layout folder (with vae/) or a VAE folder')
@@ -124,10 +135,13 @@ def main():
     p.add_argument('--splits', nargs='+', default=['train', 'val'], help='splits to round-trip')
     p.add_argument('--mask-split', default='val', help='split of the mask ceiling')
     p.add_argument('--classes', nargs='+',
-                   default=['background', 'disc', 'square', 'triangle', 'cross', 'ring'])
+                   help="the label ids' names (default: the data root's meta.json, as SynthShapes writes it, "
+                        'else the 6 SynthShapes classes)')
     p.add_argument('--threads', type=int, default=1)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    if args.classes is None:
+        args.classes = dataset_classes(args.data_root)
 
     t0 = time.time()
     vae = load_vae(args.vae)
