@@ -37,7 +37,18 @@ def test_fit_then_continue_with_init(tmp_path):
     assert (wa - wb).abs().max().item() < 0.05
 
 
-def test_init_without_a_vae_names_the_folder(tmp_path):
-    out = run_tool('tools/fit_tiny_vae.py', '--init', str(tmp_path / 'nothing'), '--out', str(tmp_path / 'o'),
-                   '--iters', '1', check=False)
-    assert 'no ' in out and 'nothing/vae/config.json' in out and 'holds vae/' in out
+def test_init_without_a_vae_names_the_folder(tmp_path, monkeypatch):
+    """In this process (the error comes before any fitting): the message names the missing file and the fix."""
+    import importlib.util
+    import sys
+    import pytest
+    from ..conftest import REPO_ROOT
+    spec = importlib.util.spec_from_file_location('fit_tiny_vae', osp.join(REPO_ROOT, 'tools/fit_tiny_vae.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    monkeypatch.setattr(sys, 'argv', ['fit_tiny_vae.py', '--init', str(tmp_path / 'nothing'), '--out',
+                                      str(tmp_path / 'o'), '--iters', '1', '--threads', str(torch.get_num_threads())])
+    with pytest.raises(FileNotFoundError) as error:
+        tool.main()
+    message = str(error.value)
+    assert 'no ' in message and 'nothing/vae/config.json' in message and 'holds vae/' in message
