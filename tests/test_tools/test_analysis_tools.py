@@ -13,18 +13,19 @@ from .test_train_test import run_tool
 
 
 def test_inference_memory_of_the_full_size_model():
-    out = run_tool('tools/analysis_tools/digseg_inference_memory.py', '--vocab-sizes', '3', '40',
+    # 20 classes in chunks of 10: the running argmax across chunks, at half the fake-tensor ops of 40
+    out = run_tool('tools/analysis_tools/digseg_inference_memory.py', '--vocab-sizes', '3', '20',
                    '--image-size', '256', '320', '--class-chunk-size', '10')
     rows = re.findall(r'\| (\d+) \| (full logits|labels only) \| (on|off) \| ([\d.]+) \| ([\d.]+) \|', out)
     peak = {(int(n), pred, slicing): float(p) for n, pred, slicing, _, p in rows}
     assert len(peak) == 8
     weights = {float(w) for *_, w, _ in rows}
     assert len(weights) == 1 and 3.4 < weights.pop() < 3.7  # SD 2.1-base VAE + U-Net in fp32 (+ tiny parts)
-    for n in (3, 40):  # decoding a chunk one mask at a time lowers the peak
+    for n in (3, 20):  # decoding a chunk one mask at a time lowers the peak
         assert peak[n, 'labels only', 'on'] < peak[n, 'labels only', 'off']
     # full logits grow with the vocabulary; labels only, with slicing, much less
-    grow_full = peak[40, 'full logits', 'on'] - peak[3, 'full logits', 'on']
-    grow_labels = peak[40, 'labels only', 'on'] - peak[3, 'labels only', 'on']
+    grow_full = peak[20, 'full logits', 'on'] - peak[3, 'full logits', 'on']
+    grow_labels = peak[20, 'labels only', 'on'] - peak[3, 'labels only', 'on']
     assert grow_labels < grow_full
 
 

@@ -1,14 +1,31 @@
-"""tools/fit_tiny_vae.py: a fresh fit, and ``--init`` continuing a saved VAE with its own architecture."""
+"""tools/fit_tiny_vae.py: a fresh fit, and ``--init`` continuing a saved VAE with its own architecture.
+
+The tool's ``main`` runs in this process (its command line through ``sys.argv``): a fresh interpreter would
+spend most of the test importing torch and diffusers."""
+import importlib.util
 import json
 import os.path as osp
+import sys
 
+import pytest
 import torch
 
-from .test_train_test import run_tool
+from ..conftest import REPO_ROOT
 
 # a very small VAE, two steps: the tool's path end to end, not its quality
 SMALL = ['--iters', '2', '--batch-size', '2', '--widths', '8', '8', '8', '--norm-groups', '4', '--latent-channels',
          '4', '--eval-every', '0', '--no-bf16']
+
+
+def run_fit(monkeypatch, capsys, *args):
+    """``python tools/fit_tiny_vae.py ARGS`` in this process, on this process's threads; what it printed."""
+    spec = importlib.util.spec_from_file_location('fit_tiny_vae', osp.join(REPO_ROOT, 'tools/fit_tiny_vae.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    monkeypatch.setattr(sys, 'argv', ['fit_tiny_vae.py', *args, '--threads', str(torch.get_num_threads())])
+    capsys.readouterr()
+    tool.main()
+    return capsys.readouterr().out
 
 
 def _load(folder):
@@ -16,9 +33,9 @@ def _load(folder):
     return AutoencoderKL.from_pretrained(folder, subfolder='vae')
 
 
-def test_fit_then_continue_with_init(tmp_path):
+def test_fit_then_continue_with_init(tmp_path, monkeypatch, capsys):
     first, second = str(tmp_path / 'first'), str(tmp_path / 'second')
-    out = run_tool('tools/fit_tiny_vae.py', '--out', first, *SMALL)
+    out = run_fit(monkeypatch, capsys, '--out', first, *SMALL)
     assert 'image PSNR' in out and 'saved' in out
     with open(osp.join(first, 'vae', 'config.json')) as f:
         cfg = json.load(f)
@@ -26,8 +43,8 @@ def test_fit_then_continue_with_init(tmp_path):
     assert 0.05 < cfg['scaling_factor'] < 100 and cfg['scaling_factor'] != 0.18215
 
     # --init: no architecture options, yet the saved one (not the 16-channel default) is continued
-    out = run_tool('tools/fit_tiny_vae.py', '--init', first, '--out', second, '--iters', '2', '--batch-size', '2',
-                   '--eval-every', '0', '--no-bf16')
+    out = run_fit(monkeypatch, capsys, '--init', first, '--out', second, '--iters', '2', '--batch-size', '2',
+                  '--eval-every', '0', '--no-bf16')
     assert f'tiny VAE from {first}' in out and '4 latent channels' in out
     a, b = _load(first), _load(second)
     assert b.config.latent_channels == 4 and list(b.config.block_out_channels) == [8, 8, 8]
@@ -37,18 +54,9 @@ def test_fit_then_continue_with_init(tmp_path):
     assert (wa - wb).abs().max().item() < 0.05
 
 
-def test_init_without_a_vae_names_the_folder(tmp_path, monkeypatch):
-    """In this process (the error comes before any fitting): the message names the missing file and the fix."""
-    import importlib.util
-    import sys
-    import pytest
-    from ..conftest import REPO_ROOT
-    spec = importlib.util.spec_from_file_location('fit_tiny_vae', osp.join(REPO_ROOT, 'tools/fit_tiny_vae.py'))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    monkeypatch.setattr(sys, 'argv', ['fit_tiny_vae.py', '--init', str(tmp_path / 'nothing'), '--out',
-                                      str(tmp_path / 'o'), '--iters', '1', '--threads', str(torch.get_num_threads())])
+def test_init_without_a_vae_names_the_folder(tmp_path, monkeypatch, capsys):
+    """The error comes before any fitting: it names the missing file and the fix."""
     with pytest.raises(FileNotFoundError) as error:
-        tool.main()
+        run_fit(monkeypatch, capsys, '--init', str(tmp_path / 'nothing'), '--out', str(tmp_path / 'o'), '--iters', '1')
     message = str(error.value)
     assert 'no ' in message and 'nothing/vae/config.json' in message and 'holds vae/' in message
