@@ -6,6 +6,7 @@ import os.path as osp
 import re
 
 import numpy as np
+import pytest
 import torch
 
 from ..conftest import TINY_CONFIG
@@ -70,12 +71,7 @@ def test_denoising_diagnosis_scores_every_noise_level_and_step_count(tiny_cfg):
 
 def test_binary_view_by_hand():
     """The binary view of one image: class 1 fills the left column, class 2 the right; 3 is absent."""
-    import importlib.util
-    from ..conftest import REPO_ROOT
-    spec = importlib.util.spec_from_file_location(
-        'denoising_diagnosis', osp.join(REPO_ROOT, 'tools/analysis_tools/denoising_diagnosis.py'))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = _tool('denoising_diagnosis')
     gt = torch.tensor([[1, 2], [1, 2], [0, 255]])
     scores = torch.zeros(4, 3, 2)
     scores[1] = 0.9  # class 1 fires everywhere: 2 of its 5 counted pixels are its own, 4 are objects
@@ -91,14 +87,43 @@ def test_binary_view_by_hand():
 def test_vae_roundtrip_ceiling_takes_the_classes_of_the_generated_data(tmp_path):
     """tools/analysis_tools/vae_roundtrip_ceiling.py scores every class of the data: 49 for the many-class
     SynthShapes (its meta.json), where the old 6-class default silently ignored label ids 6-48."""
-    import importlib.util
     from mmseg_digseg.datasets.synth_shapes import generate_synth_shapes
-    from ..conftest import REPO_ROOT
-    spec = importlib.util.spec_from_file_location(
-        'vae_roundtrip_ceiling', osp.join(REPO_ROOT, 'tools/analysis_tools/vae_roundtrip_ceiling.py'))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = _tool('vae_roundtrip_ceiling')
     root = generate_synth_shapes(str(tmp_path / 'many'), num_train=2, num_val=2, seed=0, variant='many')
     classes = tool.dataset_classes(root)
     assert len(classes) == 49 and classes[:2] == ['background', 'solid disc']
     assert tool.dataset_classes(str(tmp_path)) == ['background', 'disc', 'square', 'triangle', 'cross', 'ring']
+
+
+def _tool(name):
+    import importlib.util
+    from ..conftest import REPO_ROOT
+    spec = importlib.util.spec_from_file_location(name, osp.join(REPO_ROOT, f'tools/analysis_tools/{name}.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool
+
+
+def test_text_separation_statistics_by_hand():
+    tool = _tool('text_separation')
+    stats = tool.pair_stats(torch.tensor([[1.0, 0.0], [2.0, 0.0], [0.0, 3.0]]))  # rows 0 and 1 point the same way
+    assert abs(stats['mean'] - 1 / 3) < 1e-6 and abs(stats['max'] - 1) < 1e-6  # pairs: 1, 0, 0 (each twice)
+    names = ['dotted disc', 'dotted square', 'striped disc', 'striped square']
+    sim = torch.tensor([[1.0, 0.9, 0.2, 0.1], [0.9, 1.0, 0.3, 0.4], [0.2, 0.3, 1.0, 0.8], [0.1, 0.4, 0.8, 1.0]])
+    groups = tool.word_groups(names, sim)
+    assert abs(groups['same_last_word'] - (0.2 + 0.4) / 2) < 1e-6  # disc-disc, square-square
+    assert abs(groups['same_other_words'] - (0.9 + 0.8) / 2) < 1e-6  # dotted-dotted, striped-striped
+    assert abs(groups['neither'] - (0.1 + 0.3) / 2) < 1e-6
+
+
+def test_text_separation_runs_the_configs_text_tower(tmp_path):
+    from ..conftest import REPO_ROOT
+    tool = _tool('text_separation')
+    result = tool.main([f'{REPO_ROOT}/configs/digseg/digseg_tiny_synth-shapes-many-64.py', '--classes', 'dotted disc',
+                        'dotted square', 'striped disc', '--top', '2', '--word-groups', '--out', str(tmp_path)])
+    assert result['classes'] == ['dotted disc', 'dotted square', 'striped disc']
+    assert -1 <= result['pooled']['mean'] <= result['pooled']['max'] <= 1
+    assert set(result['nearest']) <= set(result['classes']) and len(result['nearest']) == 2
+    assert json.load(open(tmp_path / 'text_separation.json'))['text_encoder'] == 'DiGSeg-Tiny-CLIP'
+    with pytest.raises(ValueError, match='at least two'):
+        tool.main([f'{REPO_ROOT}/configs/digseg/digseg_tiny_synth-shapes-many-64.py', '--classes', 'disc'])
