@@ -30,11 +30,12 @@ def test_inference_memory_of_the_full_size_model():
     assert grow_labels < grow_full
 
 
-def test_train_step_profile_times_every_part(synth_root, tmp_path):
-    """tools/analysis_tools/train_step_profile.py: each part of a step timed alone, the whole step, top ops."""
-    out = run_tool('tools/analysis_tools/train_step_profile.py', TINY_CONFIG, '--batch-size', '2',
-                   '--repeats', '1', '--top', '10', '--out', str(tmp_path),
-                   '--cfg-options', f'train_dataloader.dataset.data_root={synth_root}')
+def test_train_step_profile_times_every_part(synth_root, tmp_path, capsys):
+    """tools/analysis_tools/train_step_profile.py (its main, in this process): each part of a step timed alone,
+    the whole step, top ops."""
+    _tool('train_step_profile').main([TINY_CONFIG, '--batch-size', '2', '--repeats', '1', '--top', '10', '--out',
+                                      str(tmp_path), '--cfg-options', f'train_dataloader.dataset.data_root={synth_root}'])
+    out = capsys.readouterr().out
     assert '2 images x classes = 12 (image, class) pairs at [64, 64]' in out
     with open(osp.join(tmp_path, 'train_step_profile.json')) as f:
         result = json.load(f)
