@@ -29,7 +29,7 @@ from mmseg_digseg.models.segmentors.digseg import INFERENCE_PRESETS
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='DiGSeg inference with arbitrary prompts')
     parser.add_argument('input', help='an image, a folder (its images), or a quoted glob such as "photos/*.jpg"')
     parser.add_argument('--config', required=True)
@@ -47,7 +47,7 @@ def parse_args():
     parser.add_argument('--out-dir', default='work_dirs/infer')
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--opacity', type=float, default=0.5)
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
 def split_prompts(text):
@@ -93,8 +93,8 @@ def read_image(path):
     return image, None
 
 
-def main():
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
     if args.prompts and args.vocabulary:
         raise SystemExit('Give either --prompts or --vocabulary, not both.')
     prompts = load_vocabulary(args.vocabulary) if args.vocabulary else split_prompts(args.prompts)

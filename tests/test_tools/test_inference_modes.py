@@ -14,6 +14,7 @@ from PIL import Image
 
 from mmseg_digseg.apis import init_digseg, segment
 from ..conftest import REPO_ROOT, TINY_CONFIG
+from ..test_apis.test_inference import run_infer
 from .test_train_test import data_options, run_tool
 
 PALETTE_CONFIG = osp.join(REPO_ROOT, 'configs/digseg/digseg-palette_tiny_synth-shapes-64.py')
@@ -119,12 +120,12 @@ def test_segment_with_the_learned_readout_skips_the_decoder(readout_checkpoint, 
 
 
 @pytest.mark.parametrize('mode', ['palette', 'learned readout'])
-def test_infer_tool_in_each_mode(mode, palette_checkpoint, readout_checkpoint, image_path, tmp_path):
+def test_infer_tool_in_each_mode(mode, palette_checkpoint, readout_checkpoint, image_path, tmp_path, capsys):
     if mode == 'palette':
         args = ['--config', PALETTE_CONFIG, '--checkpoint', palette_checkpoint]
     else:
         args = ['--config', TINY_CONFIG, '--checkpoint', readout_checkpoint, '--mask-readout', 'learned']
-    out = run_tool('tools/infer.py', image_path, *args, '--prompts', ','.join(PROMPTS), '--out-dir', str(tmp_path))
+    out = run_infer(capsys, image_path, *args, '--prompts', ','.join(PROMPTS), '--out-dir', str(tmp_path))
     assert 'Wrote' in out and 'and 3 score maps' in out
     overlay = np.asarray(Image.open(tmp_path / (osp.splitext(osp.basename(image_path))[0] + '_overlay.png')))
     assert overlay.ndim == 3 and overlay.shape[0] > 64
