@@ -12,7 +12,6 @@ from PIL import Image
 from mmseg_digseg.evaluation.confusion_metric import (ConfusionMatrixMetric, confusion_counts, row_normalised,
                                                       scores_from_confusion)
 from ..conftest import REPO_ROOT, TINY_CONFIG
-from .test_train_test import run_tool
 
 CLASSES = ('background', 'disc', 'square', 'triangle', 'cross', 'ring')
 
@@ -83,10 +82,17 @@ def data_options(root):
             f'val_dataloader.dataset.data_root={root}', f'test_dataloader.dataset.data_root={root}']
 
 
-def test_tool_end_to_end_on_the_tiny_model(checkpoint, synth_root, tmp_path):
+def test_tool_end_to_end_on_the_tiny_model(checkpoint, synth_root, tmp_path, capsys):
+    """The tool's main in this process (a fresh interpreter would spend most of the test importing torch)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('confusion_matrix_tool',
+                                                  osp.join(REPO_ROOT, 'tools/analysis_tools/confusion_matrix.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
     out_dir = tmp_path / 'cm'
-    out = run_tool('tools/analysis_tools/confusion_matrix.py', TINY_CONFIG, checkpoint, '--out', str(out_dir),
-                   *data_options(synth_root))
+    capsys.readouterr()
+    tool.main([TINY_CONFIG, checkpoint, '--out', str(out_dir), *data_options(synth_root)])
+    out = capsys.readouterr().out
     assert '| ground truth \\ prediction | background | disc |' in out
     assert re.search(r'\| ring \| [\d.n/a]+ \| [\d.n/a]+ \|', out)  # per-class IoU table
     miou = float(re.search(r'val split, 4 images: mIoU ([\d.]+)', out).group(1))
