@@ -1,7 +1,7 @@
 """tools/test.py --tta and tools/infer.py in binary mode with the learned mask readout, and in palette mode.
 
-The TTA runs go through tools/test.py unchanged, with the VAE decoder's and the U-Net's forward counted in
-the subprocess, so the logged cost line is checked against what actually ran.
+The TTA runs go through tools/test.py unchanged (as a script, in this process), with the VAE decoder's and the
+U-Net's forward counted, so the logged cost line is checked against what actually ran.
 """
 import glob
 import os.path as osp
@@ -15,7 +15,7 @@ from PIL import Image
 from mmseg_digseg.apis import init_digseg, segment
 from ..conftest import REPO_ROOT, TINY_CONFIG
 from ..test_apis.test_inference import run_infer
-from .test_train_test import data_options, run_tool
+from .test_train_test import data_options
 
 PALETTE_CONFIG = osp.join(REPO_ROOT, 'configs/digseg/digseg-palette_tiny_synth-shapes-64.py')
 CLASSES = ('background', 'disc', 'square', 'triangle', 'cross', 'ring')
@@ -23,23 +23,6 @@ PROMPTS = ['disc', 'ring', 'background']
 LEARNED = {'model.test_cfg.mask_readout': 'learned'}
 
 # tools/test.py as its own __main__, with the forward passes of the VAE decoder and the U-Net counted
-COUNTING_TEST = '''
-import atexit, runpy, sys
-from diffusers import AutoencoderKL, UNet2DConditionModel
-Decoder = sys.modules[AutoencoderKL.__module__].Decoder
-calls = dict(decoder=0, unet=0)
-def counting(cls, key):
-    forward = cls.forward
-    def wrapped(self, *args, **kwargs):
-        calls[key] += 1
-        return forward(self, *args, **kwargs)
-    cls.forward = wrapped
-counting(Decoder, 'decoder')
-counting(UNet2DConditionModel, 'unet')
-atexit.register(lambda: print(f"COUNTED decoder={calls['decoder']} unet={calls['unet']}", flush=True))
-sys.argv = ['tools/test.py'] + sys.argv[1:]
-runpy.run_path('tools/test.py', run_name='__main__')
-'''
 
 
 def save_checkpoint(config, path):
@@ -71,19 +54,36 @@ def image_path(synth_root):
     return sorted(glob.glob(osp.join(synth_root, 'img_dir/val/*.png')))[0]
 
 
-def run_counted_tta(config, checkpoint, synth_root, work_dir, *extra_options):
+def run_counted_tta(config, checkpoint, synth_root, work_dir, capsys, monkeypatch, *extra_options):
+    """``python tools/test.py CONFIG CKPT --tta ...``, run in this process as a script (runpy), counting the
+    forward calls of the VAE decoder and of the U-Net; what it printed and the two counts."""
+    import runpy
+    import sys
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    calls = dict(decoder=0, unet=0)
+    for cls, key in ((sys.modules[AutoencoderKL.__module__].Decoder, 'decoder'), (UNet2DConditionModel, 'unet')):
+
+        def counted(self, *args, _forward=cls.forward, _key=key, **kwargs):
+            calls[_key] += 1
+            return _forward(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, 'forward', counted)
     options = data_options(synth_root, 2)  # ['--cfg-options', ...]: more options append to it
-    out = run_tool('-c', COUNTING_TEST, config, checkpoint, '--tta', '--work-dir', work_dir, *options,
-                   *extra_options)
+    monkeypatch.setattr(sys, 'argv', ['tools/test.py', config, checkpoint, '--tta', '--work-dir', work_dir, *options,
+                                      *extra_options])
+    monkeypatch.chdir(REPO_ROOT)
+    capsys.readouterr()
+    runpy.run_path('tools/test.py', run_name='__main__')
+    captured = capsys.readouterr()
+    out = captured.out + captured.err
     miou = float(re.search(r'mIoU: ([\d.]+)', out).group(1))
     assert 0 <= miou <= 100
-    counted = re.search(r'COUNTED decoder=(\d+) unet=(\d+)', out)
-    return out, int(counted.group(1)), int(counted.group(2))
+    return out, calls['decoder'], calls['unet']
 
 
-def test_tta_with_the_learned_readout_decodes_nothing(readout_checkpoint, synth_root, tmp_path):
-    out, decodes, unet = run_counted_tta(TINY_CONFIG, readout_checkpoint, synth_root, str(tmp_path),
-                                         'model.test_cfg.mask_readout=learned')
+def test_tta_with_the_learned_readout_decodes_nothing(readout_checkpoint, synth_root, tmp_path, capsys, monkeypatch):
+    out, decodes, unet = run_counted_tta(TINY_CONFIG, readout_checkpoint, synth_root, str(tmp_path), capsys,
+                                         monkeypatch, 'model.test_cfg.mask_readout=learned')
     assert ('Test: 4 images, 6 classes, 2 view(s), ensemble 1 x 1 step(s): 12 U-Net passes and 0 VAE decodes '
             '(12 learned readouts) per image') in out
     assert decodes == 0  # the VAE decoder never ran
@@ -91,8 +91,9 @@ def test_tta_with_the_learned_readout_decodes_nothing(readout_checkpoint, synth_
     assert unet == 4 * 2
 
 
-def test_tta_in_palette_mode_decodes_once_per_view(palette_checkpoint, synth_root, tmp_path):
-    out, decodes, unet = run_counted_tta(PALETTE_CONFIG, palette_checkpoint, synth_root, str(tmp_path))
+def test_tta_in_palette_mode_decodes_once_per_view(palette_checkpoint, synth_root, tmp_path, capsys, monkeypatch):
+    out, decodes, unet = run_counted_tta(PALETTE_CONFIG, palette_checkpoint, synth_root, str(tmp_path), capsys,
+                                         monkeypatch)
     assert ('Test: 4 images, 6 classes, 2 view(s), ensemble 1 x 1 step(s): 2 U-Net passes and 2 VAE decodes '
             '(0 learned readouts) per image') in out
     assert decodes == 4 * 2 and unet == 4 * 2  # one of each per image and view, for all 6 classes
