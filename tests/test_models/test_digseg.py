@@ -98,6 +98,20 @@ def test_prescore_is_one_cheap_pass_then_only_kept_classes_are_denoised(tiny_mod
     assert calls == [(4, 32, 8, 8), (2, 32, 8, 8), (4, 32, 16, 16), (4, 32, 16, 16)]
 
 
+def test_prescore_latent_shrinks_bf16_latents(tiny_model):
+    """Under precision='bf16' the latents are bf16, and PyTorch's antialiased CPU resize has no bf16 kernel
+    (a CPU with native bf16 failed here): the pre-score latent keeps the latent's dtype, shrunk by half."""
+    tiny_model.eval()
+    tiny_model.test_cfg.update(prescore_scale=0.5)
+    latent = torch.linspace(-1, 1, 16).expand(1, 16, 16, 16).to(torch.bfloat16)  # a ramp along the width
+    shrunk = tiny_model._prescore_latent(torch.zeros(1, 3, 64, 64), [latent])
+    assert shrunk.dtype == torch.bfloat16 and shrunk.shape == (1, 16, 8, 8)
+    # a symmetric filter keeps a linear ramp linear: away from the borders (where the filter is cut off)
+    # output j is the ramp at its centre, input position 2j + 0.5: -1 + 2 (2j + 0.5) / 15, up to bf16's rounding
+    midpoints = torch.tensor([-1 + 2 * (2 * j + 0.5) / 15 for j in range(1, 7)])
+    torch.testing.assert_close(shrunk[0, 0, 0, 1:7].float(), midpoints, atol=0.01, rtol=0)
+
+
 @pytest.mark.parametrize('topk', [None, 3])
 def test_labels_only_prediction_matches_the_full_logits(tiny_model, topk):
     """return_logits=False builds the label map chunk by chunk; it must equal MMSeg's postprocessing of

@@ -102,6 +102,12 @@ def scores_to_logits(scores: Tensor, eps: float = 1e-4) -> Tensor:
     return torch.log(scores) - torch.log1p(-scores)
 
 
+def _shrink(x: Tensor, size: Sequence[int]) -> Tensor:
+    """Antialiased bilinear resize, computed in fp32: PyTorch's CPU kernel has no bf16 version (under
+    ``precision='bf16'`` the latents are bf16), and fp32 costs nothing at these sizes."""
+    return F.interpolate(x.float(), size=list(size), mode='bilinear', antialias=True).to(x.dtype)
+
+
 def pad_to_multiple(x: Tensor, multiple: int, value: float) -> Tensor:
     """Pad the last two dims on the bottom/right up to a multiple (the VAE needs it)."""
     h, w = x.shape[-2:]
@@ -438,11 +444,10 @@ class DiGSeg(BaseSegmentor):
             h_crop, w_crop = self.test_cfg['crop_size']
             scale = min(h_crop / image.shape[-2], w_crop / image.shape[-1])
             size = [max(1, round(s * scale)) for s in image.shape[-2:]]
-            latent = self.extract_feat(self._pad(F.interpolate(image, size=size, mode='bilinear',
-                                                               antialias=True), 0.0))
+            latent = self.extract_feat(self._pad(_shrink(image, size), 0.0))
         if self.test_cfg['prescore_scale'] != 1:
             size = [max(1, round(s * self.test_cfg['prescore_scale'])) for s in latent.shape[-2:]]
-            latent = F.interpolate(latent, size=size, mode='bilinear', antialias=True)
+            latent = _shrink(latent, size)
         return latent
 
     @torch.no_grad()
