@@ -15,7 +15,7 @@ from PIL import Image
 from mmseg_digseg.apis import init_digseg, segment
 from ..conftest import REPO_ROOT, TINY_CONFIG
 from ..test_apis.test_inference import run_infer
-from .test_train_test import data_options
+from .test_train_test import data_options, run_script
 
 PALETTE_CONFIG = osp.join(REPO_ROOT, 'configs/digseg/digseg-palette_tiny_synth-shapes-64.py')
 CLASSES = ('background', 'disc', 'square', 'triangle', 'cross', 'ring')
@@ -57,7 +57,6 @@ def image_path(synth_root):
 def run_counted_tta(config, checkpoint, synth_root, work_dir, capsys, monkeypatch, *extra_options):
     """``python tools/test.py CONFIG CKPT --tta ...``, run in this process as a script (runpy), counting the
     forward calls of the VAE decoder and of the U-Net; what it printed and the two counts."""
-    import runpy
     import sys
     from diffusers import AutoencoderKL, UNet2DConditionModel
     calls = dict(decoder=0, unet=0)
@@ -69,13 +68,8 @@ def run_counted_tta(config, checkpoint, synth_root, work_dir, capsys, monkeypatc
 
         monkeypatch.setattr(cls, 'forward', counted)
     options = data_options(synth_root, 2)  # ['--cfg-options', ...]: more options append to it
-    monkeypatch.setattr(sys, 'argv', ['tools/test.py', config, checkpoint, '--tta', '--work-dir', work_dir, *options,
-                                      *extra_options])
-    monkeypatch.chdir(REPO_ROOT)
-    capsys.readouterr()
-    runpy.run_path('tools/test.py', run_name='__main__')
-    captured = capsys.readouterr()
-    out = captured.out + captured.err
+    out = run_script(capsys, monkeypatch, 'tools/test.py', config, checkpoint, '--tta', '--work-dir', work_dir,
+                     *options, *extra_options)
     miou = float(re.search(r'mIoU: ([\d.]+)', out).group(1))
     assert 0 <= miou <= 100
     return out, calls['decoder'], calls['unet']
