@@ -5,6 +5,7 @@ spend most of the test importing torch and diffusers."""
 import importlib.util
 import json
 import os.path as osp
+import re
 import sys
 
 import pytest
@@ -17,11 +18,16 @@ SMALL = ['--iters', '2', '--batch-size', '2', '--widths', '8', '8', '8', '--norm
          '4', '--eval-every', '0', '--no-bf16']
 
 
-def run_fit(monkeypatch, capsys, *args):
-    """``python tools/fit_tiny_vae.py ARGS`` in this process, on this process's threads; what it printed."""
+def _tool():
     spec = importlib.util.spec_from_file_location('fit_tiny_vae', osp.join(REPO_ROOT, 'tools/fit_tiny_vae.py'))
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
+    return tool
+
+
+def run_fit(monkeypatch, capsys, *args):
+    """``python tools/fit_tiny_vae.py ARGS`` in this process, on this process's threads; what it printed."""
+    tool = _tool()
     monkeypatch.setattr(sys, 'argv', ['fit_tiny_vae.py', *args, '--threads', str(torch.get_num_threads())])
     capsys.readouterr()
     tool.main()
@@ -60,3 +66,59 @@ def test_init_without_a_vae_names_the_folder(tmp_path, monkeypatch, capsys):
         run_fit(monkeypatch, capsys, '--init', str(tmp_path / 'nothing'), '--out', str(tmp_path / 'o'), '--iters', '1')
     message = str(error.value)
     assert 'no ' in message and 'nothing/vae/config.json' in message and 'holds vae/' in message
+
+
+class _Through:
+    """An autoencoder whose round trip returns its input plus ``shift`` (the metric's arithmetic by hand)."""
+    dtype = torch.float32
+
+    def __init__(self, shift=0.0):
+        self.shift = shift
+
+    def encode(self, x):
+        return type('Encoded', (), dict(latent_dist=type('Posterior', (), dict(mode=lambda _: x))()))()
+
+    def decode(self, z):
+        return type('Decoded', (), dict(sample=z + self.shift))()
+
+    def eval(self):
+        return self
+
+    training = False
+
+    def train(self, mode):
+        return self
+
+
+def test_palette_round_trip_metric_by_hand():
+    tool = _tool()
+    # a perfect round trip keeps every class, with the 6-colour palette and with 6 colours drawn from 150
+    assert tool.palette_miou(_Through(), 0, 6, num_img=4) == pytest.approx(100.0)
+    assert tool.palette_miou(_Through(), 0, 150, num_img=4) == pytest.approx(100.0)
+    # everything turned white: only the class painted white (test-time colour 1 of the 6-colour palette) is
+    # ever predicted, so every other class scores 0
+    white = tool.palette_miou(_Through(shift=10.0), 0, 6, num_img=4)
+    assert 0 <= white < 100 / 3
+
+
+def test_painted_label_maps_give_each_class_its_own_colour():
+    tool = _tool()
+    import numpy as np
+    from mmseg_digseg.models.segmentors.digseg_palette import palette_colours
+    labels = [np.array([[0, 1], [2, 2]]), np.array([[3, 3], [0, 0]])]
+    painted = tool.paint_labels(np.random.default_rng(0), labels, palette_colours(150))
+    assert painted.shape == (2, 3, 2, 2)
+    for label, image in zip(labels, painted):
+        colours = {int(c): tuple(image[:, y, x].tolist()) for (y, x), c in np.ndenumerate(label)}
+        assert len(set(colours.values())) == len(colours)  # distinct classes, distinct colours
+        for (y, x), c in np.ndenumerate(label):
+            assert tuple(image[:, y, x].tolist()) == colours[int(c)]
+
+
+def test_fit_with_painted_label_maps(tmp_path, monkeypatch, capsys):
+    out = run_fit(monkeypatch, capsys, '--out', str(tmp_path / 'p'), *SMALL, '--palette-masks', '2', '--log-every', '1')
+    assert '+ 2 painted label maps (150 colours)' in out
+    assert re.search(r'\[    2/2\] .* palette \d+\.\d+ ', out)
+    assert re.search(r'palette round-trip mIoU, 6 classes in 150 colours .*: \d+\.\d+', out)
+    with pytest.raises(SystemExit, match='at least 49 colours'):
+        run_fit(monkeypatch, capsys, '--out', str(tmp_path / 'q'), *SMALL, '--palette-masks', '2', '--palette-size', '20')
