@@ -1,10 +1,12 @@
-"""The committed tiny VAE (checkpoints/tiny_sd/vae, fitted by tools/fit_tiny_vae.py).
+"""The committed tiny VAEs (checkpoints/tiny_sd/vae, and checkpoints/tiny_sd_palette/vae for palette mode,
+fitted by tools/fit_tiny_vae.py).
 
 It loads like the VAE of Stable Diffusion, is small (< 5 MB), has a downsampling factor of 4
 (64x64 -> 16x16 latents) with a fitted ``scaling_factor``, keeps the images' textures (round-trip
 PSNR) and lets a binary mask survive the round trip (the property DiGSeg relies on to denoise masks
 in latent space). The quality bars sit a little below what tools/fit_tiny_vae.py measured on its
-held-out scenes (image PSNR 23.3 dB, foreground-mask IoU 0.984) and on the scenes here.
+held-out scenes (image PSNR 23.3 dB, foreground-mask IoU 0.984) and on the scenes here. The palette VAE,
+fitted further with painted label maps in its mix, meets the same bars and keeps colour-painted label maps.
 """
 import os.path as osp
 
@@ -16,17 +18,17 @@ from mmseg_digseg.datasets.synth_shapes import render_sample
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TINY_SD = osp.join(REPO_ROOT, 'checkpoints', 'tiny_sd')
-WEIGHTS = osp.join(TINY_SD, 'vae', 'diffusion_pytorch_model.safetensors')
+TINY_SD_PALETTE = osp.join(REPO_ROOT, 'checkpoints', 'tiny_sd_palette')
 
 LATENT_CHANNELS = 16
 MIN_IMAGE_PSNR = 23.5  # dB, mean over the test images (measured: 24.4)
 MIN_MASK_IOU = 0.96  # mean over the test masks (measured: 0.977)
 
 
-@pytest.fixture(scope='module')
-def vae():
+@pytest.fixture(scope='module', params=[TINY_SD, TINY_SD_PALETTE], ids=['tiny_sd', 'tiny_sd_palette'])
+def vae(request):
     from diffusers import AutoencoderKL
-    model = AutoencoderKL.from_pretrained(TINY_SD, subfolder='vae')
+    model = AutoencoderKL.from_pretrained(request.param, subfolder='vae')
     return model.float().eval()
 
 
@@ -57,10 +59,12 @@ def _roundtrip(vae, x):
     return vae.decode(vae.encode(x).latent_dist.mode()).sample
 
 
-def test_weights_file_is_small():
-    assert osp.isfile(WEIGHTS)
-    assert osp.getsize(WEIGHTS) < 5 * 1024 * 1024
-    assert osp.isfile(osp.join(TINY_SD, 'vae', 'config.json'))
+@pytest.mark.parametrize('folder', [TINY_SD, TINY_SD_PALETTE])
+def test_weights_file_is_small(folder):
+    weights = osp.join(folder, 'vae', 'diffusion_pytorch_model.safetensors')
+    assert osp.isfile(weights)
+    assert osp.getsize(weights) < 5 * 1024 * 1024
+    assert osp.isfile(osp.join(folder, 'vae', 'config.json'))
 
 
 def test_config_and_latent_shape(vae):
@@ -118,3 +122,25 @@ def test_mask_roundtrip_separates_masks(vae):
     shifted = np.roll(masks, 1, axis=0)
     cross = (pred & shifted).sum(axis=(1, 2)) / np.maximum((pred | shifted).sum(axis=(1, 2)), 1)
     assert cross.mean() < 0.3
+
+
+# palette mode's test-time colours for the 6 classes, 8-bit, written out: black, then each time the colour of
+# the 16-level lattice farthest from those chosen (levels 7 and 8 of 0-15 are 119 and 136)
+SIX_COLOURS = np.array([[0, 0, 0], [255, 255, 255], [0, 119, 255], [119, 255, 0], [255, 0, 119], [136, 136, 136]])
+
+
+@pytest.mark.parametrize('folder, at_least, below', [(TINY_SD_PALETTE, 0.95, 1.01), (TINY_SD, 0.0, 0.9)],
+                         ids=['tiny_sd_palette', 'tiny_sd'])
+def test_painted_label_maps_keep_their_colours(folder, at_least, below):
+    """Label maps painted with the 6 colours, round-tripped, each pixel read as the nearest colour: the
+    palette VAE gives the label map back; the shipped one turns saturated colours grey (docs/benchmarks.md)."""
+    from diffusers import AutoencoderKL
+    from mmseg_digseg.models.segmentors.digseg_palette import palette_colours
+    vae = AutoencoderKL.from_pretrained(folder, subfolder='vae').float().eval()
+    torch.testing.assert_close((palette_colours(6) + 1) * 127.5, torch.tensor(SIX_COLOURS, dtype=torch.float))
+    _, labels = _scenes(8, seed=55)
+    painted = torch.from_numpy(SIX_COLOURS[labels] / 127.5 - 1).permute(0, 3, 1, 2).float()
+    decoded = ((_roundtrip(vae, painted).clamp(-1, 1) + 1) * 127.5).permute(0, 2, 3, 1).numpy()
+    nearest = ((decoded[..., None, :] - SIX_COLOURS)**2).sum(-1).argmin(-1)
+    accuracy = (nearest == labels).mean()
+    assert at_least <= accuracy < below, accuracy

@@ -54,6 +54,16 @@ RECIPES = {
             'vocabulary)'),
     'f': ('configs/baselines/segformer_mit-b0_synth-shapes-many-64.py', [],
           'SegFormer-B0 from scratch, 8 images a step'),
+    # palette mode (issue 18): one colour-coded mask per image, beside binary mode
+    'palette_many': ('configs/digseg/digseg-palette_tiny_synth-shapes-many-64.py', [],
+                     'palette mode on the 49 classes: fixed colours, the palette VAE'),
+    'quickstart': ('configs/digseg/digseg_tiny_synth-shapes-64.py', [],
+                   "binary mode on the 6 classes: the quickstart's config (every class per image)"),
+    'palette': ('configs/digseg/digseg-palette_tiny_synth-shapes-64.py', [],
+                'palette mode on the 6 classes: fixed colours, the palette VAE'),
+    'palette_old_vae': ('configs/digseg/digseg-palette_tiny_synth-shapes-64.py',
+                        ['model.backbone.pretrained=checkpoints/tiny_sd'],
+                        'palette mode on the 6 classes with the shipped VAE (fitted without painted maps)'),
 }
 NO_VAL = ['val_cfg=None', 'val_dataloader=None', 'val_evaluator=None']
 
