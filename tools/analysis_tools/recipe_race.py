@@ -61,6 +61,8 @@ RECIPES = {
                    "binary mode on the 6 classes: the quickstart's config (every class per image)"),
     'palette': ('configs/digseg/digseg-palette_tiny_synth-shapes-64.py', [],
                 'palette mode on the 6 classes: fixed colours, the palette VAE'),
+    'palette_shuffled': ('configs/digseg/digseg-palette_tiny_synth-shapes-64.py', ['model.train_cfg.shuffle_palette=True'],
+                         'palette mode on the 6 classes, colours drawn per training image (bound through the prompt)'),
     'palette_old_vae': ('configs/digseg/digseg-palette_tiny_synth-shapes-64.py',
                         ['model.backbone.pretrained=checkpoints/tiny_sd'],
                         'palette mode on the 6 classes with the shipped VAE (fitted without painted maps)'),
