@@ -1,14 +1,15 @@
-"""tools/benchmark.py: every setting in its own process, a table, a JSON and a plot."""
+"""tools/benchmark.py: every setting in its own process, a table, a JSON and a plot. The tool itself runs as a
+script in this process (its settings still get their own processes)."""
 import json
 
 from ..conftest import TINY_CONFIG
-from .test_train_test import run_tool
+from .test_train_test import run_script
 
 
-def test_benchmark_measures_each_setting(tmp_path):
-    out = run_tool('tools/benchmark.py', TINY_CONFIG, '--vocab-sizes', '5', '--image-size', '32', '40',
-                   '--modes', 'labels', '--topk', '3', '--repeats', '1', '--device', 'cpu',
-                   '--out-dir', str(tmp_path))
+def test_benchmark_measures_each_setting(tmp_path, capsys, monkeypatch):
+    out = run_script(capsys, monkeypatch, 'tools/benchmark.py', TINY_CONFIG, '--vocab-sizes', '5',
+                     '--image-size', '32', '40', '--modes', 'labels', '--topk', '3', '--repeats', '1',
+                     '--device', 'cpu', '--out-dir', str(tmp_path))
     results = json.loads((tmp_path / 'benchmark.json').read_text())
     # 5 classes, without and with top-3 pruning
     assert [(r['vocab_size'], r['topk']) for r in results] == [(5, None), (5, 3)]
@@ -19,7 +20,7 @@ def test_benchmark_measures_each_setting(tmp_path):
     assert '5 classes' in out
 
 
-def test_table4_measures_every_mode_and_preset_and_writes_the_doc(synth_root, tmp_path):
+def test_table4_measures_every_mode_and_preset_and_writes_the_doc(synth_root, tmp_path, capsys, monkeypatch):
     import torch
     from mmseg_digseg.apis import init_digseg
     from ..conftest import REPO_ROOT
@@ -32,11 +33,11 @@ def test_table4_measures_every_mode_and_preset_and_writes_the_doc(synth_root, tm
                    checkpoints[name])
     doc = tmp_path / 'benchmarks.md'
     doc.write_text('# Benchmarks\n\nKept text.\n\n<!-- table4:begin -->\nold\n<!-- table4:end -->\n\nAfter.\n')
-    out = run_tool('tools/benchmark.py', TINY_CONFIG, '--checkpoint', checkpoints['binary'], '--table4',
-                   '--palette-config', palette_config, '--palette-checkpoint', checkpoints['palette'],
-                   '--data-root', synth_root, '--presets', '1x1', '4x2', '--vocab-sizes', '2', '150',
-                   '--max-images', '2', '--repeats', '1', '--device', 'cpu', '--out-dir', str(tmp_path / 'out'),
-                   '--doc', str(doc))
+    out = run_script(capsys, monkeypatch, 'tools/benchmark.py', TINY_CONFIG, '--checkpoint', checkpoints['binary'],
+                     '--table4', '--palette-config', palette_config, '--palette-checkpoint', checkpoints['palette'],
+                     '--data-root', synth_root, '--presets', '1x1', '4x2', '--vocab-sizes', '2', '150',
+                     '--max-images', '2', '--repeats', '1', '--device', 'cpu', '--out-dir', str(tmp_path / 'out'),
+                     '--doc', str(doc))
     results = json.loads((tmp_path / 'out' / 'table4.json').read_text())
     modes = ['binary, VAE decode', 'binary, learned readout', 'palette']
     assert [(r['mode'], r['preset']) for r in results['table4']] == [(m, p) for m in modes for p in ('1x1', '4x2')]

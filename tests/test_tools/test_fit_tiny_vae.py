@@ -116,9 +116,11 @@ def test_painted_label_maps_give_each_class_its_own_colour():
 
 
 def test_fit_with_painted_label_maps(tmp_path, monkeypatch, capsys):
-    out = run_fit(monkeypatch, capsys, '--out', str(tmp_path / 'p'), *SMALL, '--palette-masks', '2', '--log-every', '1')
+    out = run_fit(monkeypatch, capsys, '--out', str(tmp_path / 'p'), *SMALL, '--palette-masks', '2',
+                  '--log-every', '1')
     assert '+ 2 painted label maps (150 colours)' in out
     assert re.search(r'\[    2/2\] .* palette \d+\.\d+ ', out)
     assert re.search(r'palette round-trip mIoU, 6 classes in 150 colours .*: \d+\.\d+', out)
     with pytest.raises(SystemExit, match='at least 49 colours'):
-        run_fit(monkeypatch, capsys, '--out', str(tmp_path / 'q'), *SMALL, '--palette-masks', '2', '--palette-size', '20')
+        run_fit(monkeypatch, capsys, '--out', str(tmp_path / 'q'), *SMALL, '--palette-masks', '2',
+                '--palette-size', '20')
