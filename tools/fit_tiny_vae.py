@@ -202,12 +202,11 @@ def palette_miou(vae, seed, palette_size, num_img=50, size=64):
     labels = np.stack([render_sample(np.random.default_rng([seed, _EVAL_STREAM, i]), size)[1]
                        for i in range(num_img)])
     if palette_size == len(CLASSES):
-        painted = paint(torch.from_numpy(labels).long(), palette)
         assigned = torch.arange(len(CLASSES)).expand(num_img, -1)
     else:
         assigned = torch.stack([torch.from_numpy(rng.permutation(palette_size)[:len(CLASSES)])
                                 for _ in range(num_img)])
-        painted = paint(torch.from_numpy(labels).long(), palette[assigned])
+    painted = paint(torch.from_numpy(labels).long(), palette[assigned])
     decoded = roundtrip(vae, painted)
     nearest = torch.cdist(decoded.flatten(2).transpose(1, 2), palette.expand(num_img, -1, -1)).argmin(-1)
     # colour index -> class, per image (a colour no class of that image has: -1, always wrong)
@@ -356,11 +355,12 @@ def main():
         (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(it, args.iters) / args.iters))))
 
     n_params = sum(p.numel() for p in vae.parameters())
+    painted_maps = (f' + {args.palette_masks} painted label maps ({args.palette_size} colours)'
+                    if args.palette_masks else '')
     print(f'tiny VAE{" from " + args.init if args.init else ""}: {n_params / 1e6:.3f} M parameters, '
           f'widths {tuple(vae.config.block_out_channels)}, '
           f'{vae.config.latent_channels} latent channels; {args.iters} iterations, batch {args.batch_size} images '
-          f'+ {n_mask} masks'
-          f'{f" + {args.palette_masks} painted label maps ({args.palette_size} colours)" if args.palette_masks else ""}, '
+          f'+ {n_mask} masks{painted_maps}, '
           f'{args.threads} threads, {"bf16 autocast" if args.bf16 else "fp32"}', flush=True)
     t0 = time.time()
     for it in range(1, args.iters + 1):
