@@ -508,6 +508,23 @@ def test_half_precision_on_cpu_only_where_the_cpu_has_it(tiny_model, monkeypatch
         assert 'bf16' in warning and 'fp32 instead' in warning
 
 
+@pytest.mark.parametrize('isa, native', [(None, True), ('ALL', True), ('AVX512_CORE_BF16', True),
+                                         ('AVX512_CORE_AMX', True), ('AVX2', False), ('AVX512_CORE', False)])
+def test_native_bf16_needs_the_cpu_and_onednn_to_allow_it(monkeypatch, isa, native):
+    """A CPU with AVX512-BF16 whose oneDNN is held to AVX2 (ONEDNN_MAX_CPU_ISA) emulates bf16 convolutions."""
+    import torch.cpu
+    monkeypatch.setattr(torch.cpu, '_is_avx512_bf16_supported', lambda: True)
+    monkeypatch.setattr(torch.cpu, '_is_amx_tile_supported', lambda: False)
+    monkeypatch.delenv('DNNL_MAX_CPU_ISA', raising=False)
+    if isa is None:
+        monkeypatch.delenv('ONEDNN_MAX_CPU_ISA', raising=False)
+    else:
+        monkeypatch.setenv('ONEDNN_MAX_CPU_ISA', isa)
+    assert digseg_module.cpu_computes_natively(torch.bfloat16) is native
+    monkeypatch.setattr(torch.cpu, '_is_avx512_bf16_supported', lambda: False)  # an AVX2-only CPU
+    assert digseg_module.cpu_computes_natively(torch.bfloat16) is False
+
+
 def test_latent_pixels_over_ignored_pixels_weighted_or_excluded(tiny_model):
     """train_cfg.latent_ignore: a latent pixel (f x f image pixels) partly over ignored pixels keeps the valid
     fraction as its weight ('weight'), or gets none ('exclude')."""

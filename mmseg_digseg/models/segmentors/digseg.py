@@ -1,4 +1,5 @@
 """DiGSeg: a latent diffusion model as a text-conditioned, per-class mask generator."""
+import os
 import zlib
 from contextlib import contextmanager
 from typing import Iterator, List, Optional, Sequence, Tuple, Union
@@ -63,10 +64,14 @@ PRECISIONS = {None: None, 'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.fl
 
 def cpu_computes_natively(dtype: torch.dtype) -> bool:
     """Whether this CPU has native ``dtype`` arithmetic (bf16: AMX or AVX512-BF16; fp16: AMX-FP16). Elsewhere
-    autocast emulates it: a 3x3 convolution ran about 95x slower than in fp32 on an AVX2-only AMD EPYC."""
+    autocast emulates it: a 3x3 convolution ran about 95x slower than in fp32 on an AVX2-only AMD EPYC. oneDNN,
+    which runs the convolutions, may be held below the CPU's instructions (``ONEDNN_MAX_CPU_ISA=AVX2``): then it
+    emulates too (2.0 s against 0.02 s for that convolution on an AVX512-BF16 CPU), so its limit counts."""
+    isa = (os.environ.get('ONEDNN_MAX_CPU_ISA') or os.environ.get('DNNL_MAX_CPU_ISA') or 'ALL').upper()
     if dtype == torch.bfloat16:
-        return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-    return torch.cpu._is_amx_fp16_supported()
+        onednn_allows = isa == 'ALL' or any(part in isa for part in ('BF16', 'AMX', 'AVX10'))
+        return onednn_allows and (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    return isa in ('ALL', 'AVX512_CORE_AMX_FP16', 'AVX10_1_512_AMX_FP16') and torch.cpu._is_amx_fp16_supported()
 
 
 def merge_checked(name: str, defaults: dict, given: Optional[dict]) -> dict:
