@@ -107,6 +107,20 @@ def seconds_per_image(model, image, names, repeats):
         return median_seconds(lambda: model.predict(image, [SegDataSample(metainfo=meta)]), repeats)
 
 
+def vocabulary_rows(mode, model, image, names, sizes, repeats):
+    """Seconds per image (preset 1x1) for the first N ``names``, each N of ``sizes``. A vocabulary that palette
+    mode refuses (its colours too close for the VAE) gets ``seconds=None`` and the reason, not a failed run."""
+    from mmseg_digseg.models.segmentors.digseg_palette import PaletteCapacityError
+    rows = []
+    for n in sizes:
+        try:
+            rows.append(dict(mode=mode, classes=n, seconds=seconds_per_image(model, image, names[:n], repeats)))
+        except PaletteCapacityError as error:
+            rows.append(dict(mode=mode, classes=n, seconds=None, refused=str(error).split('. Use')[0]))
+            tqdm.write(f'{mode:>24} {n:>6} classes: refused ({error})')
+    return rows
+
+
 def readout_flops(tiny_model, sd_readout_cfg):
     """FLOPs of one mask readout: the full VAE decode against the learned readout, tiny and SD 2.1-base."""
     from diffusers import AutoencoderKL
@@ -142,7 +156,7 @@ def plot(results, path):
         for r in rows:
             axes[0].annotate(r['preset'], (r['images_per_s'], r['mIoU']), fontsize=7, xytext=(3, 3),
                              textcoords='offset points')
-        rows = [r for r in results['vocabulary'] if r['mode'] == mode]
+        rows = [r for r in results['vocabulary'] if r['mode'] == mode and r['seconds'] is not None]
         axes[1].plot([r['classes'] for r in rows], [r['seconds'] for r in rows], 'o-', label=mode)
     base = results.get('baseline')
     if base:
@@ -187,10 +201,20 @@ def markdown(results, command, plot_path, doc_path):
     lines += ['', 'Seconds per image (preset 1x1) against the vocabulary, and as a ratio to the floor:', '',
               '| mode | ' + ' | '.join(f'{n} classes' for n in sizes) + f' | {sizes[-1]} / {sizes[0]} |',
               '|---|' + '---|' * (len(sizes) + 1)]
+    refusals = []
     for mode in MODES:
         rows = {r['classes']: r['seconds'] for r in results['vocabulary'] if r['mode'] == mode}
-        lines.append(f'| {mode} | ' + ' | '.join(f'{rows[n] * 1000:.1f} ms ({rows[n] / floor:.1f}x)' for n in sizes)
-                     + f' | {rows[sizes[-1]] / rows[sizes[0]]:.2f}x |')
+        measured = [n for n in sizes if rows[n] is not None]
+        cells = [f'{rows[n] * 1000:.1f} ms ({rows[n] / floor:.1f}x)' if rows[n] is not None else 'refused'
+                 for n in sizes]
+        ratio = f'{rows[measured[-1]] / rows[measured[0]]:.2f}x' if measured else '-'
+        if measured and measured[-1] != sizes[-1]:
+            ratio += f' ({measured[-1]} / {measured[0]})'
+        lines.append(f'| {mode} | ' + ' | '.join(cells) + f' | {ratio} |')
+        refusals += [f"{mode}: {r['refused']}." for r in results['vocabulary']
+                     if r['mode'] == mode and r['seconds'] is None]
+    if refusals:
+        lines += ['', 'Refused: ' + ' '.join(refusals)]
     lines += ['', 'FLOPs of one class\'s mask readout (counted by `torch.utils.flop_counter`):', '',
               '| model | full VAE decode | learned readout | ratio |', '|---|---|---|---|']
     for r in results['flops']:
@@ -242,9 +266,7 @@ def main(args, argv):
             if mode == 'binary, VAE decode':
                 results['floor_seconds'] = floor_seconds(model, image, args.repeats * 5)
                 results['flops'] = readout_flops(model, Config.fromfile(SD_MODEL_CONFIG).model.mask_readout)
-            for n in vocab_sizes:
-                results['vocabulary'].append(dict(mode=mode, classes=n,
-                                                  seconds=seconds_per_image(model, image, names[:n], args.repeats)))
+            results['vocabulary'] += vocabulary_rows(mode, model, image, names, vocab_sizes, args.repeats)
     name, (which, test_cfg) = HALF
     miou, seconds = evaluate(build(*configs[which], dict(test_cfg, preset='1x1'), args.device), batches, metainfo)
     results['half'] = dict(mode=name, preset='1x1', mIoU=round(miou, 2), seconds=seconds,

@@ -53,3 +53,28 @@ def test_table4_measures_every_mode_and_preset_and_writes_the_doc(synth_root, tm
     assert '| 4x2 |' in text and 'python tools/benchmark.py' in text and '150 classes' in text
     assert (tmp_path / 'out' / 'table4.png').stat().st_size > 10_000
     assert 'mIoU' in out
+
+
+def test_table4_reports_a_vocabulary_palette_mode_refuses_instead_of_failing(monkeypatch):
+    """ADE20K-Full's 847 names are too many for the palette's colours: that row says so, the others are timed."""
+    import torch
+    from mmseg_digseg.apis import init_digseg
+    from ..conftest import REPO_ROOT
+    monkeypatch.syspath_prepend(f'{REPO_ROOT}/tools')
+    from benchmark_table4 import markdown, vocabulary_rows
+    model = init_digseg(f'{REPO_ROOT}/configs/digseg/digseg-palette_tiny_synth-shapes-64.py').eval()
+    model.min_colour_distance = 400.0  # black and white are 441.7 apart (8-bit units); any third colour is closer
+    names = [f'class {i}' for i in range(3)]
+    rows = vocabulary_rows('palette', model, torch.zeros(1, 3, 32, 32), names, [2, 3], repeats=1)
+    assert [(r['classes'], r['seconds'] is None) for r in rows] == [(2, False), (3, True)]
+    assert rows[0]['seconds'] > 0 and rows[1]['refused'].startswith('3 classes are too many for palette mode')
+    table = dict(mode='palette', preset='1x1', mIoU=50.0, seconds=0.1, images_per_s=10.0)
+    results = dict(floor_seconds=0.05, machine='x', date='d', num_images=1, slow_images=1, presets=['1x1'],
+                   table4=[dict(table, mode=m) for m in ('binary, VAE decode', 'binary, learned readout', 'palette')],
+                   half=dict(mIoU=50.0, images_per_s=10.0), flops=[],
+                   vocabulary=[dict(mode=m, classes=n, seconds=0.2) for m in ('binary, VAE decode',
+                                                                             'binary, learned readout') for n in (2, 3)]
+                   + rows)
+    text = markdown(results, 'cmd', '/tmp/p.png', '/tmp/doc.md')
+    [palette_row] = [line for line in text.splitlines() if line.startswith('| palette |')]
+    assert palette_row.endswith('| refused | 1.00x (2 / 2) |') and 'Refused: palette: 3 classes are too many' in text

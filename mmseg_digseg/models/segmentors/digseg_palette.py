@@ -51,6 +51,10 @@ def _min_colour_distance(colours: tuple) -> float:
     return float((distances + torch.eye(len(colours), dtype=distances.dtype) * 1e9).min() * 127.5)
 
 
+class PaletteCapacityError(ValueError):
+    """A vocabulary with more classes than palette mode can keep apart (``DiGSegPalette.colours``)."""
+
+
 def paint(labels: Tensor, colours: Tensor, ignore_index: int = 255) -> Tensor:
     """Label maps (B, H, W) -> colour masks (B, 3, H, W) in [-1, 1], ``colours`` (B, C, 3) or (C, 3); ignored
     pixels are mid-grey (they are left out of every loss)."""
@@ -168,7 +172,7 @@ class DiGSegPalette(DiGSeg):
         colours = palette_colours(num_classes)
         distance = min_colour_distance(colours)
         if distance < self.min_colour_distance:
-            raise ValueError(
+            raise PaletteCapacityError(
                 f'{num_classes} classes are too many for palette mode: their colours would be {distance:.1f} '
                 f'apart (8-bit units), under min_colour_distance={self.min_colour_distance}. Use binary mode '
                 f"(model.type='DiGSeg', one mask per class) for this vocabulary.")
