@@ -268,3 +268,47 @@ def test_cross_class_ce_compares_the_drawn_classes_of_each_image():
 
     expected = (nll(0.9, 0.3) + nll(0.6, 0.2) + 0.0) / 3
     assert float(cross_class_ce(probs, labels, img_idx, cls_idx, 255)) == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize('heads', [1, 2])
+def test_cross_attention_logits_are_the_layers_own(heads):
+    """The recorder leaves a cross-attention layer's output as it was, and what it records is the layer's
+    attention: with one head, softmax(logits) @ values through the output projection is the layer's output;
+    with two, the mean of the heads' logits written out by hand."""
+    from diffusers.models.attention_processor import Attention, AttnProcessor2_0
+    from mmseg_digseg.models.decode_heads.diffusion_mask_head import CrossAttentionLogits
+    torch.manual_seed(0)
+    attn = Attention(query_dim=8, cross_attention_dim=6, heads=heads, dim_head=8 // heads).eval()
+    pixels, tokens = torch.randn(2, 9, 8), torch.randn(2, 4, 6)
+    plain = AttnProcessor2_0()
+    recorder = CrossAttentionLogits(plain)
+    recorder.recording = []
+    with torch.no_grad():
+        out = recorder(attn, pixels, tokens)
+        torch.testing.assert_close(out, plain(attn, pixels, tokens))
+        [logits] = recorder.recording
+        assert logits.shape == (2, 9, 4)
+        q = attn.to_q(pixels).view(2, 9, heads, 8 // heads)
+        k = attn.to_k(tokens).view(2, 4, heads, 8 // heads)
+        by_hand = torch.einsum('bphd,bthd->bpt', q, k) / (8 // heads)**0.5 / heads
+        torch.testing.assert_close(logits, by_hand)
+        if heads == 1:
+            torch.testing.assert_close(attn.to_out[0](logits.softmax(-1) @ attn.to_v(tokens)), out)
+
+
+def test_recording_cross_attention_collects_every_cross_attention_layer_and_restores():
+    head = make_head().eval()
+    x, t, ctx = unet_inputs()
+    image = torch.randn(2, 4, 16, 16)
+    pooled = torch.randn(2, 64)
+    with torch.no_grad():
+        before = head(x, image, t, ctx, pooled)
+        with head.recording_cross_attention() as logits:
+            during = head(x, image, t, ctx, pooled)
+        after = head(x, image, t, ctx, pooled)
+    torch.testing.assert_close(during, before)
+    torch.testing.assert_close(after, before)
+    # the tiny U-Net: 2 cross-attention down blocks (1 layer each), the middle block, 2 up blocks (2 layers each)
+    assert [tuple(r.shape) for r in logits] == [(2, 256, 5), (2, 64, 5), (2, 16, 5), (2, 64, 5), (2, 64, 5),
+                                                (2, 256, 5), (2, 256, 5)]
+    assert not any(type(p).__name__ == 'CrossAttentionLogits' for p in head.unet.attn_processors.values())

@@ -5,8 +5,8 @@ import os.path as osp
 import pytest
 import torch
 
-from mmseg_digseg.models.segmentors.digseg_palette import (colour_distance_logits, min_colour_distance, paint,
-                                                           palette_colours)
+from mmseg_digseg.models.segmentors.digseg_palette import (attention_binding_loss, colour_distance_logits,
+                                                           min_colour_distance, paint, palette_colours)
 from ..conftest import REPO_ROOT
 from .test_digseg import make_batch
 
@@ -197,7 +197,7 @@ def test_palette_defaults_train_on_cross_entropy(palette_cfg):
     """A palette model without loss_weights in its config trains on its own defaults (ce), not on binary
     mode's (where ce is 0: a zero loss, and nothing learns)."""
     model = build_with_train_cfg(palette_cfg, dict(objective='single_step', shuffle_palette=False))  # no weights
-    assert model.train_cfg['loss_weights'] == dict(ce=1.0, latent=0.0)
+    assert model.train_cfg['loss_weights'] == dict(ce=1.0, latent=0.0, attention=0.0)
     inputs, samples = make_batch(2, 32)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-3)
@@ -213,7 +213,69 @@ def test_palette_defaults_train_on_cross_entropy(palette_cfg):
 
 def test_palette_refuses_binary_losses_and_all_zero_weights(palette_cfg):
     for unused in ('bce', 'dice', 'readout'):
-        with pytest.raises(ValueError, match=rf"\['{unused}'\]: palette mode has no such loss; it uses \['ce', 'latent'\]"):
+        with pytest.raises(ValueError, match=rf"\['{unused}'\]: palette mode has no such loss; it uses \['attention', 'ce', 'latent'\]"):
             build_with_train_cfg(palette_cfg, dict(objective='single_step', loss_weights={unused: 1.0}))
     with pytest.raises(ValueError, match='every palette loss is zero'):
         build_with_train_cfg(palette_cfg, dict(objective='single_step', loss_weights=dict(ce=0.0)))
+
+
+def test_attention_binding_loss_by_hand():
+    """Each attention pixel's target is the classes' shares of its area; ignored pixels count for nothing."""
+    import math
+    labels = torch.tensor([[[0, 0], [1, 255]]])
+    # one layer at 1x1: classes 0 and 1 cover 2/4 and 1/4 (target 2/3, 1/3), weight 3/4; logits favour class 1
+    coarse = torch.tensor([[[0.0, math.log(2.0)]]])  # softmax: 1/3, 2/3
+    expected = -(2 / 3 * math.log(1 / 3) + 1 / 3 * math.log(2 / 3))
+    assert attention_binding_loss([coarse], labels, 2).item() == pytest.approx(expected)
+    # one layer at 2x2: three valid pixels, each of one class; the ignored one left out
+    fine = torch.tensor([[[0.0, 0.0], [math.log(3.0), 0.0], [0.0, 0.0], [5.0, -5.0]]])
+    fine_expected = (math.log(2) + math.log(4 / 3) + math.log(2)) / 3
+    assert attention_binding_loss([fine], labels, 2).item() == pytest.approx(fine_expected)
+    assert attention_binding_loss([coarse, fine], labels, 2).item() == pytest.approx((expected + fine_expected) / 2)
+    with pytest.raises(ValueError, match='do not match a 2x2 label map of 3 classes'):
+        attention_binding_loss([fine], labels, 3)
+
+
+def test_shuffled_training_never_shows_test_times_colours():
+    """With as many palette colours as classes, the one assignment test time uses is held out of training."""
+    from mmseg_digseg.models.segmentors.digseg_palette import DiGSegPalette
+    model = DiGSegPalette.__new__(DiGSegPalette)
+    model.shuffle_palette, model.palette_size, model.min_colour_distance = True, None, 32.0
+    black, white = palette_colours(2)  # test time: class 0 black, class 1 white
+    torch.manual_seed(0)
+    drawn = model._training_colours(20, 2, 'cpu')
+    assert all(torch.equal(d, torch.stack([white, black])) for d in drawn)
+
+
+def test_attention_loss_teaches_pixels_to_read_their_class_token(palette_cfg):
+    """Shuffled colours with the attention loss: it appears in the losses (either objective) and falls from
+    chance, so pixels come to read their own class's token whatever its colour."""
+    model = build(palette_cfg, train_cfg=dict(shuffle_palette=True, objective='single_step',
+                                              loss_weights=dict(ce=1.0, latent=1.0, attention=1.0)))
+    inputs, samples = make_batch(2, 32)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=1e-3)
+    history = []
+    for _ in range(50):
+        losses = model.loss(inputs, samples)
+        assert set(losses) == {'loss_ce', 'loss_latent', 'loss_attention'}
+        optimizer.zero_grad()
+        sum(losses.values()).backward()
+        optimizer.step()
+        history.append(losses['loss_attention'].item())
+    assert history[0] > 1.7 and history[-1] < 0.7 * history[0], history  # from about log 6 (chance)
+    model.train_cfg['objective'] = 'denoising'
+    assert set(model.loss(inputs, samples)) == {'loss_denoise', 'loss_attention'}
+
+
+def test_class_tokens_are_centred_on_the_vocabulary(palette_cfg):
+    """Tokens hold each class embedding less the vocabulary's mean, at unit length; one class keeps its own."""
+    model = build(palette_cfg)
+    pooled = torch.tensor([[1.0, 1.0, 0.0], [1.0, -1.0, 0.0], [1.0, 0.0, 3.0]])  # mean (1, 0, 1)
+    tokens, mean = model.vocabulary_prompt(pooled, palette_colours(3)[None])
+    expected = torch.tensor([[0.0, 1.0, -1.0], [0.0, -1.0, -1.0], [0.0, 0.0, 1.0]])
+    expected = expected / torch.tensor([[2**0.5], [2**0.5], [1.0]])
+    torch.testing.assert_close(tokens[0, :, :3], expected)
+    torch.testing.assert_close(mean, torch.tensor([[1.0, 0.0, 1.0]]))
+    one, _ = model.vocabulary_prompt(pooled[:1], palette_colours(1)[None])
+    torch.testing.assert_close(one[0, :, :3], pooled[:1])

@@ -52,15 +52,17 @@ def test_summary_table():
     assert lines[3].startswith('| f | SegFormer-B0') and lines[3].endswith('| 60.50 (seeds 0) | 60.50 | - |')
 
 
-@pytest.mark.parametrize('name', ['palette', 'palette_shuffled', 'palette_old_vae', 'palette_many', 'quickstart'])
+@pytest.mark.parametrize('name', ['palette', 'palette_shuffled', 'palette_shuffled_attention', 'palette_old_vae',
+                                  'palette_many', 'quickstart'])
 def test_six_class_and_palette_recipes_build_what_they_say(name):
     config, options, _ = RACE.RECIPES[name]
     cfg = Config.fromfile(osp.join(REPO_ROOT, config))
     cfg.merge_from_dict({k: DictAction._parse_iterable(v) for k, v in (o.split('=', 1) for o in options)})
     assert cfg.model.type == ('DiGSeg' if name == 'quickstart' else 'DiGSegPalette')
-    palette_vae = name in ('palette', 'palette_shuffled', 'palette_many')
+    palette_vae = name in ('palette', 'palette_shuffled', 'palette_shuffled_attention', 'palette_many')
     if name != 'quickstart':
-        assert cfg.model.train_cfg.shuffle_palette is (name == 'palette_shuffled')
+        assert cfg.model.train_cfg.shuffle_palette is name.startswith('palette_shuffled')
+        assert cfg.model.train_cfg.loss_weights.get('attention', 0.0) == (name == 'palette_shuffled_attention')
     assert cfg.model.backbone.pretrained == ('checkpoints/tiny_sd_palette' if palette_vae else 'checkpoints/tiny_sd')
     dataset = 'SynthShapesManyDataset' if name == 'palette_many' else 'SynthShapesDataset'
     assert cfg.train_dataloader.dataset.type == cfg.test_dataloader.dataset.type == dataset

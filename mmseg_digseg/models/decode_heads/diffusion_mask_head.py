@@ -1,7 +1,8 @@
 """The text-conditioned denoising U-Net that turns an image latent and a class prompt into a mask latent."""
 import inspect
 import warnings
-from typing import Callable, Dict, Optional, Tuple
+from contextlib import contextmanager
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -66,6 +67,23 @@ def scheduler_keys() -> set:
     """The settings a training (DDPM) or sampling (DDIM) scheduler takes."""
     return {name for cls in (DDPMScheduler, DDIMScheduler)
             for name in inspect.signature(cls.__init__).parameters if name not in ('self', 'kwargs')}
+
+
+class CrossAttentionLogits:
+    """Wraps a cross-attention layer's attention processor: the layer computes what it did before, and while
+    ``recording`` is a list, the layer's attention logits (query . key x scale, the mean over heads: (B, pixels,
+    prompt tokens)) are appended to it, so that a loss can say which token each pixel should read."""
+
+    def __init__(self, processor):
+        self.processor, self.recording = processor, None
+
+    def __call__(self, attn, hidden_states: Tensor, encoder_hidden_states: Optional[Tensor] = None, *args, **kwargs):
+        if self.recording is not None and encoder_hidden_states is not None:
+            query = attn.head_to_batch_dim(attn.to_q(hidden_states))  # (B x heads, pixels, head width)
+            key = attn.head_to_batch_dim(attn.to_k(encoder_hidden_states))
+            logits = torch.bmm(query, key.transpose(1, 2)) * attn.scale
+            self.recording.append(logits.view(-1, attn.heads, *logits.shape[1:]).float().mean(1))
+        return self.processor(attn, hidden_states, encoder_hidden_states, *args, **kwargs)
 
 
 def masked_mse(prediction: Tensor, target: Tensor, weight: Optional[Tensor]) -> Tensor:
@@ -203,6 +221,23 @@ class DiffusionMaskHead(BaseModule):
             timesteps,
             encoder_hidden_states=self.text_proj(text_tokens.to(sample.dtype)),
             class_labels=text_pooled.to(sample.dtype)).sample
+
+    @contextmanager
+    def recording_cross_attention(self) -> Iterator[List[Tensor]]:
+        """Within the block, the attention logits of every cross-attention layer the U-Net runs are collected
+        in the list it yields ((B, pixels, prompt tokens) each, in the order the layers run)."""
+        processors = self.unet.attn_processors
+        recorded: List[Tensor] = []
+        wrapped = {name: CrossAttentionLogits(p) if name.endswith('attn2.processor') else p
+                   for name, p in processors.items()}
+        for p in wrapped.values():
+            if isinstance(p, CrossAttentionLogits):
+                p.recording = recorded
+        self.unet.set_attn_processor(wrapped)
+        try:
+            yield recorded
+        finally:
+            self.unet.set_attn_processor(processors)
 
     def training_target(self, clean: Tensor, noise: Tensor, timesteps: Tensor) -> Tensor:
         if self.prediction_type == 'epsilon':

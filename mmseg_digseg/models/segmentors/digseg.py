@@ -179,6 +179,7 @@ class DiGSeg(BaseSegmentor):
             classes (set by ``DiGSegVocabularyHook``, or from a checkpoint's ``dataset_meta``).
         train_cfg, test_cfg (dict): see ``DEFAULT_TRAIN_CFG`` and ``DEFAULT_TEST_CFG``.
     """
+    loss_names = LOSS_NAMES  # the keys train_cfg.loss_weights may hold
 
     def __init__(self,
                  backbone: ConfigType,
@@ -203,7 +204,7 @@ class DiGSeg(BaseSegmentor):
         self.class_names = class_names
         self.train_cfg = merge_checked('train_cfg', DEFAULT_TRAIN_CFG, train_cfg)
         self.test_cfg = merge_checked('test_cfg', DEFAULT_TEST_CFG, test_cfg)
-        merge_checked('train_cfg.loss_weights', dict.fromkeys(LOSS_NAMES), self.train_cfg['loss_weights'])
+        merge_checked('train_cfg.loss_weights', dict.fromkeys(self.loss_names), self.train_cfg['loss_weights'])
         preset = self.test_cfg['preset']
         if preset is not None:
             if preset not in INFERENCE_PRESETS:

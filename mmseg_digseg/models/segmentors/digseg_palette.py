@@ -1,4 +1,5 @@
 """DiGSeg's palette mode (beyond the paper): one colour-coded mask per image instead of one mask per class."""
+import contextlib
 import functools
 import math
 from typing import Dict, List, Optional, Sequence
@@ -92,10 +93,36 @@ def colour_features(colours: Tensor) -> Tensor:
     return torch.cat([colours, angles.sin(), angles.cos()], dim=-1)
 
 
+def attention_binding_loss(attention_logits: Sequence[Tensor], labels: Tensor, num_classes: int,
+                           ignore_index: int = 255) -> Tensor:
+    """Cross-entropy of each pixel's cross-attention over the class tokens ((B, pixels, C) per layer) against
+    the classes under that pixel at the layer's resolution (their shares of its area; ignored pixels left out),
+    averaged over the layers. It teaches the path from a class's token to its pixels, which colours drawn per
+    image (``shuffle_palette``) need and the colour loss alone did not start (docs/benchmarks.md)."""
+    valid = labels != ignore_index
+    one_hot = F.one_hot(torch.where(valid, labels, 0), num_classes).permute(0, 3, 1, 2).float()
+    one_hot = one_hot * valid[:, None]
+    H, W = labels.shape[-2:]
+    losses = []
+    for logits in attention_logits:
+        stride = math.sqrt(H * W / logits.shape[1])
+        h, w = round(H / stride), round(W / stride)
+        if h * w != logits.shape[1] or logits.shape[-1] != num_classes:
+            raise ValueError(f'Attention logits {tuple(logits.shape)} do not match a {H}x{W} label map of '
+                             f'{num_classes} classes.')
+        share = F.adaptive_avg_pool2d(one_hot, (h, w)).flatten(2).transpose(1, 2)  # (B, pixels, C)
+        covered = share.sum(-1)  # the valid part of each pixel
+        target = share / covered.clamp_min(1e-6)[..., None]
+        ce = -(target * logits.float().log_softmax(-1)).sum(-1)
+        losses.append((ce * covered).sum() / covered.sum().clamp_min(1e-6))
+    return torch.stack(losses).mean()
+
+
 COLOUR_FEATURE_DIM = 3 + 6 * COLOUR_FREQUENCIES
 # single_step: cross-entropy over the decoded mask's colour distances, and MSE to the painted mask's latent;
-# binary mode's bce, dice and readout have no meaning here (denoising uses the diffusion MSE alone)
-PALETTE_LOSS_WEIGHTS = dict(ce=1.0, latent=0.0)
+# attention: attention_binding_loss (either objective); binary mode's bce, dice and readout have no meaning here
+# (denoising adds the diffusion MSE)
+PALETTE_LOSS_WEIGHTS = dict(ce=1.0, latent=0.0, attention=0.0)
 
 
 @MODELS.register_module()
@@ -120,10 +147,12 @@ class DiGSegPalette(DiGSeg):
             VAE keeps apart.
         temperature (float): decoding sharpness (``colour_distance_logits``).
         palette_size (int, optional): with ``shuffle_palette``, training draws each image's colours from the
-            first ``max(palette_size, vocabulary size)`` palette colours; test time always takes the first N.
+            first ``max(palette_size, vocabulary size)`` palette colours (never test time's assignment, the
+            first N in order).
         Other arguments as ``DiGSeg``; ``train_cfg`` adds ``shuffle_palette``; its losses are ``ce``
-        (per-pixel cross-entropy over the colour-distance logits of the decoded mask, single_step) and
-        ``latent`` (MSE to the painted mask's latent); denoising uses the diffusion MSE.
+        (per-pixel cross-entropy over the colour-distance logits of the decoded mask, single_step),
+        ``latent`` (MSE to the painted mask's latent) and ``attention`` (``attention_binding_loss``: which class
+        token each pixel's cross-attention reads); denoising adds the diffusion MSE.
     """
 
     def __init__(self, *args, min_colour_distance: float = 32.0, temperature: float = 1.0,
@@ -157,10 +186,12 @@ class DiGSegPalette(DiGSeg):
             raise ValueError(f'train_cfg.loss_weights {unused}: palette mode has no such loss; it uses '
                              f'{sorted(PALETTE_LOSS_WEIGHTS)} (single_step; denoising uses the diffusion MSE).')
         weights = {**PALETTE_LOSS_WEIGHTS, **given}
-        if train_cfg.get('objective', 'denoising') == 'single_step' and not any(weights.values()):
+        if train_cfg.get('objective', 'denoising') == 'single_step' and not (weights['ce'] or weights['latent']):
             raise ValueError(f'train_cfg.loss_weights={weights}: every palette loss is zero, so the model would '
                              'train on nothing. Set ce (and/or latent) above zero.')
         return weights
+
+    loss_names = tuple(PALETTE_LOSS_WEIGHTS)
 
     def _head_dims(self) -> Dict[str, int]:
         # one token per class: [pooled CLIP embedding, colour features]
@@ -180,16 +211,31 @@ class DiGSegPalette(DiGSeg):
 
     def vocabulary_prompt(self, pooled: Tensor, colours: Tensor):
         """Class embeddings (C, E) and colours (B, C, 3) -> cross-attention tokens (B, C, E + colour features)
-        and the class-embedding input (B, E): the vocabulary's mean embedding."""
-        tokens = torch.cat([pooled.expand(colours.shape[0], -1, -1), colour_features(colours)], dim=-1)
-        return tokens, pooled.mean(0, keepdim=True).expand(colours.shape[0], -1)
+        and the class-embedding input (B, E): the vocabulary's mean embedding.
+
+        A token holds its class's embedding less the vocabulary's mean, rescaled to unit length: CLIP's
+        embeddings of class names share most of their direction (cosine 0.65-0.93 between the 6 SynthShapes
+        names in the tiny tower), so what tells the tokens apart would otherwise be their colours, which
+        carry no class meaning when shuffled (with it, the attention loss fell 1.79 -> 0.66 in 60 steps of a
+        test batch, without it to 1.63)."""
+        mean = pooled.mean(0, keepdim=True)
+        classes = F.normalize(pooled - mean, dim=-1) if len(pooled) > 1 else pooled
+        tokens = torch.cat([classes.expand(colours.shape[0], -1, -1), colour_features(colours)], dim=-1)
+        return tokens, mean.expand(colours.shape[0], -1)
 
     def _training_colours(self, batch_size: int, num_classes: int, device) -> Tensor:
         colours = self.colours(num_classes).to(device)
-        if not self.shuffle_palette:
-            return colours.expand(batch_size, -1, -1)
         pool = palette_colours(max(self.palette_size or 0, num_classes)).to(device)
-        return torch.stack([pool[torch.randperm(len(pool), device=device)[:num_classes]] for _ in range(batch_size)])
+        if not self.shuffle_palette or len(pool) == 1:
+            return colours.expand(batch_size, -1, -1)
+        # test time's assignment (the first N colours in order) is held out, so that a shuffled model's test
+        # score measures colours bound through the prompt, never an assignment it was trained on
+        draws = []
+        while len(draws) < batch_size:
+            drawn = pool[torch.randperm(len(pool), device=device)[:num_classes]]
+            if not torch.equal(drawn, colours):
+                draws.append(drawn)
+        return torch.stack(draws)
 
     def loss(self, inputs: Tensor, data_samples: SampleList) -> dict:
         cfg = self.train_cfg
@@ -202,14 +248,21 @@ class DiGSegPalette(DiGSeg):
         tokens, mean_pooled = self.vocabulary_prompt(pooled, colours)
         latent_valid = self.latent_weights(gt != ignore_index)
         painted_latents = self.backbone.encode(paint(gt, colours, ignore_index))
-        if cfg['objective'] == 'denoising':
-            return self.decode_head.loss_denoising(image_latents, painted_latents, tokens, mean_pooled, latent_valid,
-                                                   timestep_range=cfg['timestep_range'])
-        clean = self.decode_head.single_step(image_latents, tokens, mean_pooled)
-        logits = colour_distance_logits(self.backbone.decode(clean), colours, self.temperature)
-        losses = dict(loss_ce=weights['ce'] * F.cross_entropy(logits, gt, ignore_index=ignore_index))
-        if weights['latent']:
-            losses['loss_latent'] = weights['latent'] * masked_mse(clean, painted_latents, latent_valid)
+        head = self.decode_head
+        with head.recording_cross_attention() if weights['attention'] else contextlib.nullcontext() as attention:
+            if cfg['objective'] == 'denoising':
+                losses = head.loss_denoising(image_latents, painted_latents, tokens, mean_pooled, latent_valid,
+                                             timestep_range=cfg['timestep_range'])
+            else:
+                clean = head.single_step(image_latents, tokens, mean_pooled)
+        if cfg['objective'] != 'denoising':
+            logits = colour_distance_logits(self.backbone.decode(clean), colours, self.temperature)
+            losses = dict(loss_ce=weights['ce'] * F.cross_entropy(logits, gt, ignore_index=ignore_index))
+            if weights['latent']:
+                losses['loss_latent'] = weights['latent'] * masked_mse(clean, painted_latents, latent_valid)
+        if weights['attention']:
+            losses['loss_attention'] = weights['attention'] * attention_binding_loss(attention, gt, len(colours[0]),
+                                                                                    ignore_index)
         return losses
 
     @torch.no_grad()
