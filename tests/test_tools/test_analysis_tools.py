@@ -126,5 +126,9 @@ def test_text_separation_runs_the_configs_text_tower(tmp_path):
     assert -1 <= result['pooled']['mean'] <= result['pooled']['max'] <= 1
     assert set(result['nearest']) <= set(result['classes']) and len(result['nearest']) == 2
     assert json.load(open(tmp_path / 'text_separation.json'))['text_encoder'] == 'DiGSeg-Tiny-CLIP'
+    # centred on the vocabulary: two classes become opposite vectors whatever the tower (c - m = -(d - m))
+    two = tool.main([f'{REPO_ROOT}/configs/digseg/digseg_tiny_synth-shapes-many-64.py', '--classes', 'dotted disc',
+                     'dotted square', '--centred'])
+    assert two['centred'] and abs(two['pooled']['max'] + 1) < 1e-5 and abs(two['tokens']['mean'] + 1) < 1e-5
     with pytest.raises(ValueError, match='at least two'):
         tool.main([f'{REPO_ROOT}/configs/digseg/digseg_tiny_synth-shapes-many-64.py', '--classes', 'disc'])

@@ -1,7 +1,7 @@
 """How well a config's text tower tells the classes of a vocabulary apart: what the U-Net gets to bind masks to.
 
     python tools/analysis_tools/text_separation.py CONFIG [--classes NAME ...] [--data-root DIR] [--top 5]
-        [--groups shape|texture ...] [--out DIR] [--cfg-options KEY=VALUE ...]
+        [--word-groups] [--centred] [--out DIR] [--cfg-options KEY=VALUE ...]
 
 The config's text encoder (its weights and templates, as training builds it) encodes the vocabulary: the classes
 given, else the config's ``model.class_names``, else its validation dataset's classes. Printed: the cosine
@@ -12,8 +12,9 @@ features (cosine near 1) are hard to tell apart for any segmenter conditioned on
 
 For names made of words, ``--word-groups`` averages the similarities over pairs that share the last word
 (e.g. the shape of "dotted disc") and over pairs that share everything but it (the texture); on the 49-class
-SynthShapes (``--data-root data/synth_shapes_many``) this shows which word the tower attends to. Writes
-``text_separation.json`` under ``--out``.
+SynthShapes (``--data-root data/synth_shapes_many``) this shows which word the tower attends to. ``--centred``
+measures the features less the vocabulary's mean (what palette mode does to its class tokens): whether
+centring would pull the least separated classes apart. Writes ``text_separation.json`` under ``--out``.
 """
 import argparse
 import json
@@ -37,6 +38,7 @@ def parse_args(argv=None):
     p.add_argument('--top', type=int, default=5, help='nearest neighbours shown for the least separated classes')
     p.add_argument('--word-groups', action='store_true',
                    help='similarity of pairs sharing the last word vs pairs sharing the words before it')
+    p.add_argument('--centred', action='store_true', help="the features less the vocabulary's mean")
     p.add_argument('--out', help='folder for text_separation.json')
     p.add_argument('--cfg-options', nargs='+', action=DictAction, help='key=value overrides of the config')
     return p.parse_args(argv)
@@ -96,8 +98,12 @@ def main(argv=None):
     encoder = MODELS.build(cfg.model.text_encoder).eval()
     with torch.no_grad():
         pooled, tokens = encoder(names)
-    result = dict(config=args.config, classes=names, text_encoder=cfg.model.text_encoder.get('model_name'))
-    print(f'{len(names)} classes, text encoder {result["text_encoder"]}: cosine similarity between classes\n')
+    if args.centred:
+        pooled, tokens = pooled - pooled.mean(0), tokens - tokens.mean(0)
+    result = dict(config=args.config, classes=names, text_encoder=cfg.model.text_encoder.get('model_name'),
+                  centred=args.centred)
+    print(f'{len(names)} classes, text encoder {result["text_encoder"]}: cosine similarity between classes'
+          f'{" (features less the vocabulary mean)" if args.centred else ""}\n')
     print('| features | mean | 95th percentile | max |')
     print('|---|---|---|---|')
     stats = {}
