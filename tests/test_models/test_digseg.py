@@ -18,6 +18,27 @@ def test_scores_to_logits_keeps_argmax_and_inverts_sigmoid(tiny_model):
     assert result.pred_sem_seg.data.item() == 1  # label = position of the best class in the vocabulary
 
 
+@pytest.mark.parametrize('meta', [
+    dict(ori_shape=(6, 7)),  # already the original size: no resize
+    dict(ori_shape=(9, 11)),  # resized
+    dict(ori_shape=(4, 7), padding_size=[0, 0, 1, 1]),  # test-time padding dropped
+    dict(ori_shape=(6, 7), flip=True, flip_direction='horizontal'),
+    dict(ori_shape=(12, 5), flip=True, flip_direction='vertical'),
+])
+def test_postprocessing_agrees_with_mmsegs(tiny_model, meta):
+    from mmseg.models.segmentors import BaseSegmentor
+    logits = torch.randn(2, 150, 6, 7)
+    logits[0, [3, 40], 2, 2] = 50.0  # a tie: the first class wins in both
+    ours = tiny_model.postprocess_result(logits, [SegDataSample(metainfo=meta) for _ in range(2)])
+    mmsegs = BaseSegmentor.postprocess_result(tiny_model, logits, [SegDataSample(metainfo=meta) for _ in range(2)])
+    for a, b in zip(ours, mmsegs):
+        assert torch.equal(a.pred_sem_seg.data, b.pred_sem_seg.data)
+        assert a.pred_sem_seg.data.shape == (1, *meta['ori_shape'])
+        torch.testing.assert_close(a.seg_logits.data, b.seg_logits.data, rtol=0, atol=1e-6)
+    if 'padding_size' not in meta and not meta.get('flip') and meta['ori_shape'] == (6, 7):
+        assert ours[0].pred_sem_seg.data[0, 2, 2] == 3
+
+
 def test_labels_follow_the_vocabulary_order(tiny_model):
     tiny_model.eval()
     image = torch.rand(1, 3, 64, 64) * 2 - 1

@@ -561,8 +561,24 @@ class DiGSeg(BaseSegmentor):
         logits = logits[None, :, top:H - bottom, left:W - right]
         if img_meta.get('flip'):
             logits = logits.flip(dims=(3, ) if img_meta.get('flip_direction') == 'horizontal' else (2, ))
+        if tuple(logits.shape[-2:]) == tuple(img_meta['ori_shape'][:2]):
+            return logits[0]  # a bilinear resize to the same size is the identity, at a cost per class
         return resize(logits, size=img_meta['ori_shape'], mode='bilinear', align_corners=self.align_corners,
                       warning=False)[0]
+
+    def postprocess_result(self, seg_logits: Tensor, data_samples: OptSampleList = None) -> SampleList:
+        """MMSeg's ``postprocess_result`` (``_to_original``, then the argmax over classes), without the two
+        costs that grow with the vocabulary and buy nothing: the resize when the logits already have the
+        original size, and an argmax across the class axis's stride (the argmax of a (pixels, classes) copy:
+        at 150 classes on a 64x64 image, 7 ms of palette mode's 50 ms). One class (sigmoid and threshold)
+        and calls without data samples go to MMSeg's."""
+        if data_samples is None or seg_logits.shape[1] == 1:
+            return super().postprocess_result(seg_logits, data_samples)
+        for logits, data_sample in zip(seg_logits, data_samples):
+            logits = self._to_original(logits, data_sample.metainfo)
+            labels = logits.flatten(1).T.contiguous().argmax(1).view(1, *logits.shape[1:])  # ties: first class
+            data_sample.set_data(dict(seg_logits=PixelData(data=logits), pred_sem_seg=PixelData(data=labels)))
+        return data_samples
 
     def _predict_labels_only(self, inputs: Tensor, data_samples: SampleList) -> SampleList:
         """Label maps by a running argmax over class chunks: memory does not grow with the vocabulary
