@@ -171,6 +171,13 @@ def test_bad_topk_is_refused(tiny_cfg):
         MODELS.build(dict(tiny_cfg.model, test_cfg=dict(topk_classes=0)))
 
 
+@pytest.mark.parametrize('share', [0, 1.5])
+def test_timestep_range_share_outside_0_1_is_refused(tiny_cfg, share):
+    from mmseg.registry import MODELS
+    with pytest.raises(ValueError, match='timestep_range_share must be in'):
+        MODELS.build(dict(tiny_cfg.model, train_cfg=dict(tiny_cfg.model.train_cfg, timestep_range_share=share)))
+
+
 def make_batch(num_images=2, size=64):
     g = torch.Generator().manual_seed(0)
     inputs = torch.rand(num_images, 3, size, size, generator=g) * 0.6 - 0.3

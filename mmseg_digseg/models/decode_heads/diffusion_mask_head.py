@@ -257,13 +257,19 @@ class DiffusionMaskHead(BaseModule):
         return prediction
 
     def denoising_step(self, image_latents: Tensor, mask_latents: Tensor, text_tokens: Tensor, text_pooled: Tensor,
-                       timestep_range: Optional[tuple] = None) -> Tuple[Tensor, Tensor, Tensor]:
+                       timestep_range: Optional[tuple] = None,
+                       range_share: float = 1.0) -> Tuple[Tensor, Tensor, Tensor]:
         """Noise the mask latents at random timesteps and predict: (prediction, the scheduler's target for
         it, the clean latent the prediction implies). The clean estimate is what sampling ends on, so the
-        learned readout trains on it."""
+        learned readout trains on it. Timesteps: from ``timestep_range`` (default all) for a share
+        ``range_share`` of the pairs, from all timesteps for the rest."""
         low, high = timestep_range or (0, self.num_train_timesteps)
         noise = torch.randn_like(mask_latents)
-        timesteps = torch.randint(low, high, (mask_latents.shape[0], ), device=mask_latents.device)
+        num, device = mask_latents.shape[0], mask_latents.device
+        timesteps = torch.randint(low, high, (num, ), device=device)
+        if range_share < 1:
+            anywhere = torch.rand(num, device=device) >= range_share
+            timesteps[anywhere] = torch.randint(0, self.num_train_timesteps, (int(anywhere.sum()), ), device=device)
         noisy = self.train_scheduler.add_noise(mask_latents, noise, timesteps)
         prediction = self(noisy, image_latents, timesteps, text_tokens, text_pooled)
         target = self.training_target(mask_latents, noise, timesteps)
@@ -271,11 +277,11 @@ class DiffusionMaskHead(BaseModule):
 
     def loss_denoising(self, image_latents: Tensor, mask_latents: Tensor, text_tokens: Tensor,
                        text_pooled: Tensor, latent_valid: Optional[Tensor] = None,
-                       timestep_range: Optional[tuple] = None) -> Dict[str, Tensor]:
+                       timestep_range: Optional[tuple] = None, range_share: float = 1.0) -> Dict[str, Tensor]:
         """The diffusion objective: MSE to the scheduler's own target at a random timestep, over the
         latent pixels of valid image pixels (``latent_valid``: weight of each, (N, 1, h, w))."""
         prediction, target, _ = self.denoising_step(image_latents, mask_latents, text_tokens, text_pooled,
-                                                    timestep_range)
+                                                    timestep_range, range_share)
         return dict(loss_denoise=masked_mse(prediction, target, latent_valid))
 
     def single_step(self, image_latents: Tensor, text_tokens: Tensor, text_pooled: Tensor) -> Tensor:

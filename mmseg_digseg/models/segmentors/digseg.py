@@ -24,6 +24,8 @@ DEFAULT_TRAIN_CFG = dict(
     # (both None: every class of the vocabulary for every image, as inference compares them)
     timestep_range=None,  # denoising only: (low, high) training timesteps; None: all. Few-step
     # sampling starts at t=T, so biasing training toward high noise spends the budget where it is used.
+    timestep_range_share=1.0,  # the share of pairs drawn from timestep_range; the rest from all timesteps
+    # (the later steps of multi-step sampling run at lower t: docs/paper_recipe.md, "Table 4's trend")
     # single_step: bce, dice, latent (MSE), ce (per-pixel cross-entropy across the classes drawn for an
     # image, on their logits: what the argmax asks); denoising (MSE) ignores all but ce, which it puts on
     # the VAE decode of the U-Net's clean estimate (docs/paper_recipe.md, recipe (d)).
@@ -235,6 +237,10 @@ class DiGSeg(BaseSegmentor):
         if self.train_cfg['latent_ignore'] not in LATENT_IGNORE_MODES:
             raise ValueError(f"train_cfg.latent_ignore must be one of {list(LATENT_IGNORE_MODES)}, "
                              f"got {self.train_cfg['latent_ignore']!r}.")
+        share = self.train_cfg['timestep_range_share']
+        if not 0 < share <= 1:
+            raise ValueError(f'train_cfg.timestep_range_share must be in (0, 1] (the share of pairs drawn from '
+                             f'timestep_range), got {share!r}.')
         weights = self.train_cfg['loss_weights']
         if self.train_cfg['objective'] == 'single_step' and not any(weights.get(k) for k in ('bce', 'dice', 'latent', 'ce')):
             raise ValueError(f'train_cfg.loss_weights={weights} gives the single-step objective no loss: set at '
@@ -364,7 +370,8 @@ class DiGSeg(BaseSegmentor):
         ce_pairs = (gt, img_idx, cls_idx) if cfg['loss_weights'].get('ce') else None
         if cfg['objective'] == 'denoising':
             prediction, target, predicted = self.decode_head.denoising_step(
-                image_latents, mask_latents, tokens, pooled, timestep_range=cfg['timestep_range'])
+                image_latents, mask_latents, tokens, pooled, timestep_range=cfg['timestep_range'],
+                range_share=cfg['timestep_range_share'])
             losses = dict(loss_denoise=masked_mse(prediction, target, latent_valid))
             if ce_pairs is not None:  # the drawn classes compared on the decoded clean estimate
                 probs = decoded_probs(self.backbone.decode_masks, predicted)

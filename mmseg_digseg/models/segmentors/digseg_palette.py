@@ -252,7 +252,8 @@ class DiGSegPalette(DiGSeg):
         with head.recording_cross_attention() if weights['attention'] else contextlib.nullcontext() as attention:
             if cfg['objective'] == 'denoising':
                 losses = head.loss_denoising(image_latents, painted_latents, tokens, mean_pooled, latent_valid,
-                                             timestep_range=cfg['timestep_range'])
+                                             timestep_range=cfg['timestep_range'],
+                                             range_share=cfg['timestep_range_share'])
             else:
                 clean = head.single_step(image_latents, tokens, mean_pooled)
         if cfg['objective'] != 'denoising':
