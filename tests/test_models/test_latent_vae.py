@@ -53,6 +53,30 @@ def test_decoding_passes_gradients_to_latents_only():
     assert all(p.grad is None for p in vae.parameters())
 
 
+def test_gradient_checkpointing_keeps_fewer_decoder_activations_and_the_same_gradients():
+    """With checkpointing the decoder's blocks keep only their inputs for the backward pass (counted with a
+    saved-tensors hook) and recompute the rest; the latents' gradients are those of the plain decoder."""
+    z = torch.randn(2, 16, 16, 16, generator=torch.Generator().manual_seed(0))
+    grads, saved = [], []
+    for checkpointing in (False, True):
+        vae = LatentVAE(pretrained='checkpoints/tiny_sd', gradient_checkpointing=checkpointing)
+        latents = z.clone().requires_grad_(True)
+        kept = []
+
+        def pack(tensor):
+            kept.append(tensor.numel() * tensor.element_size())
+            return tensor
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+            masks = vae.decode_masks(latents)
+        masks.square().sum().backward()
+        grads.append(latents.grad)
+        saved.append(sum(kept))
+        assert all(p.grad is None for p in vae.parameters())
+    assert saved[1] < 0.5 * saved[0]
+    torch.testing.assert_close(grads[1], grads[0], atol=1e-5, rtol=1e-4)
+
+
 def test_missing_weights_path_names_the_fix(tmp_path):
     with pytest.raises(FileNotFoundError, match='backbone.pretrained'):
         LatentVAE(pretrained=str(tmp_path / 'no_sd_here'))

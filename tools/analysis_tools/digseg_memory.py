@@ -1,6 +1,7 @@
 """Memory per GPU for training DiGSeg at 512 px (SD 2.1-base + open_clip text tower), without a GPU.
 
     python tools/analysis_tools/digseg_memory.py ViT-L-14      # or ViT-B-16; CPU, a minute or two
+    python tools/analysis_tools/digseg_memory.py ViT-L-14 --objective single_step   # the loss on decoded masks
 
 Parameters are counted on the real architectures (SD 2.1-base's published U-Net and VAE configs, open_clip
 ViT-L-14 / ViT-B-16) built on the meta device. One training step (VAE encodes under no_grad, U-Net forward
@@ -8,7 +9,11 @@ and backward under bf16 autocast with GroupNorm/LayerNorm in fp32 as on CUDA, Ad
 CPU tensors (shapes and dtypes only); a TorchDispatchMode follows every tensor storage from creation to
 release and reports the peak of live bytes on top of the weights. The second step is measured (AdamW
 states live). CPU_AUTOCAST_NORMS=1 keeps the norms in bf16 (CPU autocast rules) for comparison.
+``--objective single_step`` measures that objective's step instead: one U-Net pass, then the frozen VAE
+decoder with autograd (its weights get no gradients, its activations are kept for the backward pass to the
+U-Net), with and without the decoder's own gradient checkpointing.
 """
+import argparse
 import os
 import sys
 import weakref
@@ -112,7 +117,7 @@ class LiveBytes(TorchDispatchMode):
         return out
 
 
-def step(mode, vae, head, width, images, pairs, embed_dim):
+def step(mode, vae, head, width, images, pairs, embed_dim, objective='denoising'):
     mode.phase = 'vae_encode'
     # frozen VAE, no autograd: image latents, then mask latents (DiGSeg encodes them apart); DiGSeg.loss
     # runs inside the optimizer wrapper's autocast, so the VAE encodes in bf16 too
@@ -124,22 +129,29 @@ def step(mode, vae, head, width, images, pairs, embed_dim):
     pooled = torch.empty(pairs, embed_dim)
     mode.phase = 'unet_forward'
     with torch.autocast('cpu', dtype=torch.bfloat16):
-        loss = head.loss_denoising(img_lat, masks, tokens, pooled)['loss_denoise']
+        if objective == 'denoising':
+            loss = head.loss_denoising(img_lat, masks, tokens, pooled)['loss_denoise']
+        else:  # single_step: the masks decoded at 512 px, as LatentVAE.decode_masks does, with autograd
+            clean = head.single_step(img_lat, tokens, pooled)
+            mode.phase = 'vae_decode'
+            loss = vae.decode(clean / 0.18215).sample.float().mean(dim=1).mean()
     mode.phase = 'unet_backward'
     loss.backward()
 
 
-def measure(clip_name, images, pairs_per_image, ckpt, steps=2):
+def measure(clip_name, images, pairs_per_image, ckpt, steps=2, objective='denoising', decoder_ckpt=False):
     # fake CPU tensors: shapes and dtypes only, and (unlike meta tensors) CPU autocast applies to them
     clip = open_clip.create_model(clip_name, pretrained=None, device='meta')  # weights only: it never runs
     clip.visual = None  # (class features are cached)
     clip.requires_grad_(False)
     vae, clip, head, width = build(clip, ckpt)
+    if decoder_ckpt:
+        vae.enable_gradient_checkpointing()  # diffusers: the encoder and decoder blocks recompute in backward
     with FakeTensorMode(allow_non_fake_inputs=True):
-        return _measure(to_fake(vae), clip, to_fake(head), width, images, pairs_per_image, steps)
+        return _measure(to_fake(vae), clip, to_fake(head), width, images, pairs_per_image, steps, objective)
 
 
-def _measure(vae, clip, head, width, images, pairs_per_image, steps):
+def _measure(vae, clip, head, width, images, pairs_per_image, steps, objective='denoising'):
     embed_dim = clip.text_projection.shape[1]
     params = [p for p in head.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=3e-5, foreach=False)
@@ -147,7 +159,7 @@ def _measure(vae, clip, head, width, images, pairs_per_image, steps):
     mode = LiveBytes([p for m in (vae, head) for p in list(m.parameters()) + list(m.buffers())])
     with mode:
         for _ in range(steps):  # the second step starts with the optimizer states live
-            step(mode, vae, head, width, images, images * pairs_per_image, embed_dim)
+            step(mode, vae, head, width, images, images * pairs_per_image, embed_dim, objective)
             mode.phase = 'optimizer'
             opt.step()
             mode.after_step = mode.current / GiB  # grads + AdamW states
@@ -159,11 +171,20 @@ def _measure(vae, clip, head, width, images, pairs_per_image, steps):
 
 
 if __name__ == '__main__':
-    clip_name = sys.argv[1] if len(sys.argv) > 1 else 'ViT-L-14'
-    print('| text tower | images/GPU | grad. ckpt | weights GiB | peak over weights GiB | tensor peak GiB |')
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('clip_name', nargs='?', default='ViT-L-14')
+    parser.add_argument('--objective', default='denoising', choices=['denoising', 'single_step'])
+    args = parser.parse_args()
+    clip_name = args.clip_name
+    decoder = args.objective == 'single_step'
+    print('| text tower | images/GPU | grad. ckpt | ' + ('decoder ckpt | ' if decoder else '')
+          + 'weights GiB | peak over weights GiB | tensor peak GiB |')
     for images in (1, 2):
         for ckpt in (False, True):
-            r = measure(clip_name, images, 4, ckpt)  # 4 (image, class) pairs per image: 3 present + 1 absent
-            print(f"| {clip_name} | {images} | {'on' if ckpt else 'off'} | {r['weights_gib']:.2f} | "
-                  f"{r['peak_over_weights_gib']:.2f} | {r['weights_gib'] + r['peak_over_weights_gib']:.1f} |",
-                  r['params'], flush=True)
+            for decoder_ckpt in ((False, True) if decoder else (False, )):
+                # 4 (image, class) pairs per image: 3 present + 1 absent
+                r = measure(clip_name, images, 4, ckpt, objective=args.objective, decoder_ckpt=decoder_ckpt)
+                print(f"| {clip_name} | {images} | {'on' if ckpt else 'off'} | "
+                      + (f"{'on' if decoder_ckpt else 'off'} | " if decoder else '')
+                      + f"{r['weights_gib']:.2f} | {r['peak_over_weights_gib']:.2f} | "
+                      f"{r['weights_gib'] + r['peak_over_weights_gib']:.1f} |", r['params'], flush=True)

@@ -20,13 +20,20 @@ class LatentVAE(BaseModule):
         subfolder (str): where the VAE lies inside ``pretrained``.
         slicing (bool): decode a batch one latent at a time (diffusers' VAE slicing): the decoder's
             full-resolution activations then hold one mask instead of a class chunk, for a little speed.
+        gradient_checkpointing (bool): the single-step objective backpropagates through the decoder;
+            recompute its blocks in the backward pass instead of keeping their full-resolution activations
+            (``tools/analysis_tools/digseg_memory.py --objective single_step``). Encoding runs without autograd
+            and is unaffected.
     """
 
-    def __init__(self, pretrained: str, subfolder: str = 'vae', slicing: bool = False, init_cfg=None):
+    def __init__(self, pretrained: str, subfolder: str = 'vae', slicing: bool = False,
+                 gradient_checkpointing: bool = False, init_cfg=None):
         super().__init__(init_cfg)
         self.vae = load_diffusers_part(AutoencoderKL, pretrained, subfolder, 'model.backbone.pretrained')
         if slicing:
             self.vae.enable_slicing()
+        if gradient_checkpointing:
+            self.vae.enable_gradient_checkpointing()
         self.vae.requires_grad_(False)
         self.vae.eval()
         self.scaling_factor = float(self.vae.config.scaling_factor)
