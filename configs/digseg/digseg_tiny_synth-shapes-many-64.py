@@ -11,5 +11,5 @@ train_dataloader = dict(dataset=dict(type=dataset_type, data_root=data_root))
 val_dataloader = dict(dataset=dict(type=dataset_type, data_root=data_root))
 test_dataloader = val_dataloader
 model = dict(
-    train_cfg=dict(_delete_=True, objective='denoising', num_positive=3, num_negative=1),
+    train_cfg=dict(_delete_=True, objective='denoising', num_positive=3, num_negative=1, timestep_range=(900, 1000)),
     test_cfg=dict(init_noise='gaussian'))

@@ -160,23 +160,42 @@ def test_loads_unet_and_scheduler_from_sd_directory(tiny_sd_dir):
     assert scheduler.timesteps.tolist() == [999, 499]
 
 
-def test_paper_schedule_is_sd21_epsilon_with_trailing_sampling(tiny_sd_dir):
-    """The paper configs' default: noise prediction on SD 2.1-base's own betas, trailing DDIM spacing."""
-    from mmengine.config import Config
+PAPER_LITERAL = ['model.decode_head.scheduler_cfg.prediction_type=epsilon',
+                 'model.decode_head.scheduler_cfg.rescale_betas_zero_snr=False', 'model.train_cfg.timestep_range=None']
+
+
+@pytest.mark.parametrize('literal', [False, True])
+def test_paper_configs_schedule_and_the_papers_literal_one_line_away(tiny_sd_dir, literal):
+    """The paper configs' default: v-prediction on SD's betas rescaled to zero terminal SNR, training timesteps
+    in [900, 1000), trailing DDIM. The line in the config's comment gives the paper's literal recipe: noise
+    prediction on SD 2.1-base's own betas (final alpha_bar 0.0047), all timesteps."""
+    from mmengine.config import Config, DictAction
     from ..conftest import REPO_ROOT
-    cfg = Config.fromfile(f'{REPO_ROOT}/configs/_base_/models/digseg_sd21_vitl.py').model.decode_head
+    model = Config.fromfile(f'{REPO_ROOT}/configs/_base_/models/digseg_sd21_vitl.py')
+    if literal:
+        model.merge_from_dict({k: DictAction._parse_iterable(v) for k, v in (o.split('=', 1) for o in PAPER_LITERAL)})
+    cfg = model.model.decode_head
     head = DiffusionMaskHead(pretrained=tiny_sd_dir, scheduler_cfg=cfg.scheduler_cfg, latent_channels=16,
                              text_token_dim=64, text_embed_dim=64)
-    assert head.prediction_type == 'epsilon' and not head.train_scheduler.config.rescale_betas_zero_snr
+    assert head.prediction_type == ('epsilon' if literal else 'v_prediction')
+    assert head.train_scheduler.config.rescale_betas_zero_snr is not literal
+    timestep_range = model.model.train_cfg.timestep_range
+    assert (timestep_range and tuple(timestep_range)) == (None if literal else (900, 1000))
     reference = DDPMScheduler(beta_schedule='scaled_linear', beta_start=0.00085, beta_end=0.012)
-    torch.testing.assert_close(head.train_scheduler.alphas_cumprod, reference.alphas_cumprod)
-    assert abs(head.train_scheduler.alphas_cumprod[-1].item() - 0.0047) < 1e-4
+    final = head.train_scheduler.alphas_cumprod[-1].item()
+    if literal:
+        torch.testing.assert_close(head.train_scheduler.alphas_cumprod, reference.alphas_cumprod)
+        assert abs(final - 0.0047) < 1e-4
+    else:  # the same betas, rescaled: x_T holds no mask
+        assert final < 1e-8 and abs(head.train_scheduler.alphas_cumprod[0].item() - 0.99915) < 1e-4
     scheduler = head.inference_scheduler()
     scheduler.set_timesteps(1)
     assert scheduler.timesteps.tolist() == [999]
-    # the noise target: MSE to epsilon
     clean, noise, t = torch.randn(2, 4, 8, 8), torch.randn(2, 4, 8, 8), torch.tensor([3, 900])
-    assert torch.equal(head.training_target(clean, noise, t), noise)
+    a = head.train_scheduler.alphas_cumprod[t].sqrt().view(-1, 1, 1, 1)
+    s = (1 - head.train_scheduler.alphas_cumprod[t]).sqrt().view(-1, 1, 1, 1)
+    expected = noise if literal else a * noise - s * clean  # MSE to epsilon, or to v
+    torch.testing.assert_close(head.training_target(clean, noise, t), expected)
 
 
 def test_ignored_pixels_do_not_enter_the_denoising_loss():
@@ -210,6 +229,29 @@ def test_ignored_pixels_do_not_enter_the_denoising_loss():
     outputs.clear()
     loss = head.loss_denoising(image, mask, tokens, pooled, torch.ones_like(valid))['loss_denoise']
     torch.testing.assert_close(loss.detach(), ((outputs[0].detach() - target)**2).mean())
+
+
+@pytest.mark.parametrize('share', [1.0, 0.5])
+def test_training_timesteps_come_from_the_range_for_its_share_of_pairs(share):
+    """timestep_range=(900, 1000) for a share of the pairs, all timesteps for the rest: of 2,000 pairs, a
+    share of 0.5 puts about 0.5 + 0.5 * 0.1 = 55 % at t >= 900 and spreads the rest evenly below."""
+    head = make_head()
+    seen = []
+    head.unet.register_forward_pre_hook(lambda module, args: seen.append(args[1].clone()))
+    n = 2000
+    image, mask = torch.zeros(n, 4, 8, 8), torch.zeros(n, 4, 8, 8)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        head.denoising_step(image, mask, torch.zeros(n, 5, 64), torch.zeros(n, 64), timestep_range=(900, 1000),
+                            range_share=share)
+    [t] = seen
+    high = (t >= 900).float().mean().item()
+    if share == 1.0:
+        assert t.min() >= 900 and t.max() <= 999
+    else:
+        assert 0.51 < high < 0.59
+        low = t[t < 900]
+        assert low.min() < 100 and (low < 450).float().mean().item() == pytest.approx(0.5, abs=0.06)
 
 
 def test_unet_latent_channels_must_match_the_vae():

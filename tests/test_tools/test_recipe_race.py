@@ -20,9 +20,10 @@ def load_race():
 RACE = load_race()
 
 
-@pytest.mark.parametrize('name', [n for n in RACE.RECIPES if RACE.RECIPES[n][0] == RACE.MANY])
-def test_each_digseg_recipe_builds_what_it_says(name):
+@pytest.mark.parametrize('name', [n for n in RACE.RECIPES if RACE.RECIPES[n][0] in (RACE.MANY, RACE.ORACLE)])
+def test_each_digseg_recipe_builds_what_it_says(name, monkeypatch):
     from mmseg.registry import MODELS
+    monkeypatch.syspath_prepend(osp.join(REPO_ROOT, 'tools'))  # as tools/train.py has it: the oracle's module
     config, options, _ = RACE.RECIPES[name]
     cfg = Config.fromfile(osp.join(REPO_ROOT, config))
     cfg.merge_from_dict({k: DictAction._parse_iterable(v) for k, v in (o.split('=', 1) for o in options)})
@@ -35,11 +36,16 @@ def test_each_digseg_recipe_builds_what_it_says(name):
     if name == 'all':
         assert train['num_positive'] is None and train['num_negative'] is None
     else:  # a fixed number of classes per image: per-step cost independent of the vocabulary
-        assert train['num_positive'] == 3 and train['num_negative'] == (4 if name == 'c' else 1)
-    assert train['objective'] == ('single_step' if name in ('e', 'all') else 'denoising')
-    assert (train['timestep_range'] is not None) == (name in ('b_high_t', 'c', 'd'))
-    assert bool(train['loss_weights'].get('ce')) == (name in ('d', 'all'))
-    assert model.test_cfg['init_noise'] == ('zeros' if name in ('e', 'all') else 'gaussian')
+        assert train['num_positive'] == (6 if name.startswith('e_ce_6') else 3)
+        assert train['num_negative'] == (4 if name == 'c' else 1)
+    single_step = name in ('e', 'e_ce', 'e_ce_6', 'e_oracle', 'e_ce_6_oracle', 'all')
+    assert train['objective'] == ('single_step' if single_step else 'denoising')
+    if not single_step:  # the config's (and the paper configs') [900, 1000), or all timesteps for (a), (b)
+        expected = None if name in ('a', 'b') else (900, 1000)
+        assert (train['timestep_range'] and tuple(train['timestep_range'])) == expected
+    assert bool(train['loss_weights'].get('ce')) == (name in ('d', 'e_ce', 'e_ce_6', 'e_ce_6_oracle', 'all'))
+    assert model.test_cfg['init_noise'] == ('zeros' if single_step else 'gaussian')
+    assert type(model.text_encoder).__name__ == ('OracleWordText' if name.endswith('oracle') else 'OpenCLIPTextEncoder')
 
 
 def test_summary_table():

@@ -24,16 +24,19 @@ from tqdm import tqdm
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 MANY = 'configs/digseg/digseg_tiny_synth-shapes-many-64.py'
+ORACLE = 'tools/analysis_tools/configs/digseg_tiny_synth-shapes-many-64_oracle-text.py'
 EPSILON = ['model.decode_head.scheduler_cfg.prediction_type=epsilon',
            'model.decode_head.scheduler_cfg.rescale_betas_zero_snr=False']
+# the many-class config's default is (b, high t), the paper configs' recipe; (a) and (b) draw all timesteps
 DENOISING = ['model.train_cfg.objective=denoising', 'model.test_cfg.init_noise=gaussian']
+ALL_T = ['model.train_cfg.timestep_range=None']
 HIGH_T = ['model.train_cfg.timestep_range=[900,1000]']
 # name -> (config, --cfg-options, what it is). Every DiGSeg recipe draws a fixed number of classes per image
 # and step, so its per-step cost does not grow with the vocabulary, except 'all'.
 RECIPES = {
-    'a': (MANY, DENOISING + EPSILON + ['model.train_cfg.num_positive=3', 'model.train_cfg.num_negative=1'],
-          "the paper configs' recipe: epsilon, SD betas, 3 present + 1 absent, trailing DDIM 1x1"),
-    'b': (MANY, DENOISING + ['model.train_cfg.num_positive=3', 'model.train_cfg.num_negative=1'],
+    'a': (MANY, DENOISING + EPSILON + ALL_T + ['model.train_cfg.num_positive=3', 'model.train_cfg.num_negative=1'],
+          "the paper's literal recipe: epsilon, SD betas, 3 present + 1 absent, trailing DDIM 1x1"),
+    'b': (MANY, DENOISING + ALL_T + ['model.train_cfg.num_positive=3', 'model.train_cfg.num_negative=1'],
           '(a) with v-prediction and zero-terminal-SNR betas'),
     'b_high_t': (MANY, DENOISING + HIGH_T + ['model.train_cfg.num_positive=3', 'model.train_cfg.num_negative=1'],
                  '(b) with training timesteps in [900, 1000), where 1-2 step sampling starts'),
@@ -46,6 +49,26 @@ RECIPES = {
                  'model.train_cfg.num_positive=3', 'model.train_cfg.num_negative=1',
                  'model.train_cfg.loss_weights.bce=1.0', 'model.train_cfg.loss_weights.dice=1.0'],
           'single-step (BCE + Dice on decoded masks) on 3 present + 1 absent classes'),
+    'e_ce': (MANY, ['model.train_cfg.objective=single_step', 'model.test_cfg.init_noise=zeros',
+                    'model.train_cfg.num_positive=3', 'model.train_cfg.num_negative=1',
+                    'model.train_cfg.loss_weights.bce=1.0', 'model.train_cfg.loss_weights.dice=1.0',
+                    'model.train_cfg.loss_weights.ce=1.0'],
+             '(e) plus the cross-entropy across the drawn classes (the quickstart\'s losses on sampled classes)'),
+    'e_ce_6': (MANY, ['model.train_cfg.objective=single_step', 'model.test_cfg.init_noise=zeros',
+                      'model.train_cfg.num_positive=6', 'model.train_cfg.num_negative=1',
+                      'model.train_cfg.loss_weights.bce=1.0', 'model.train_cfg.loss_weights.dice=1.0',
+                      'model.train_cfg.loss_weights.ce=1.0'],
+               '(e_ce) with up to 6 present classes per image (all of them here: 2-5 objects + background)'),
+    # analysis: (e) with per-word prompt features as separable as a trained CLIP's (oracle_text.py)
+    'e_oracle': (ORACLE, ['model.train_cfg.objective=single_step', 'model.test_cfg.init_noise=zeros',
+                          'model.train_cfg.num_positive=3', 'model.train_cfg.num_negative=1',
+                          'model.train_cfg.loss_weights.bce=1.0', 'model.train_cfg.loss_weights.dice=1.0'],
+                 '(e) with OracleWordText in place of the seeded tiny text tower (analysis)'),
+    'e_ce_6_oracle': (ORACLE, ['model.train_cfg.objective=single_step', 'model.test_cfg.init_noise=zeros',
+                               'model.train_cfg.num_positive=6', 'model.train_cfg.num_negative=1',
+                               'model.train_cfg.loss_weights.bce=1.0', 'model.train_cfg.loss_weights.dice=1.0',
+                               'model.train_cfg.loss_weights.ce=1.0'],
+                      '(e_ce_6) with OracleWordText in place of the seeded tiny text tower (analysis)'),
     'all': (MANY, ['model.train_cfg.objective=single_step', 'model.test_cfg.init_noise=zeros',
                    'model.train_cfg.num_positive=None', 'model.train_cfg.num_negative=None',
                    'model.train_cfg.loss_weights.bce=1.0', 'model.train_cfg.loss_weights.dice=1.0',
@@ -143,7 +166,7 @@ def race_one(name, seed, args):
         checkpoint = f.read().strip()
     row = dict(recipe=name, seed=seed, pilot_step_s=step_s, iters=iters, train_s=round(train_s, 1),
                miou=test_miou(config, options, checkpoint, osp.join(work_dir, 'test')))
-    if args.learned_readout and config == MANY:
+    if args.learned_readout and config in (MANY, ORACLE):
         row['miou_learned'] = test_miou(config, options, checkpoint, osp.join(work_dir, 'test_learned'),
                                         ['model.test_cfg.mask_readout=learned'])
     return row
