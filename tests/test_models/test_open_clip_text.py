@@ -194,3 +194,14 @@ def test_paper_configs_build_quick_gelu_towers_from_local_files(config, paper_cl
         block.mlp.gelu = nn.GELU()
     # (far beyond float noise; small here only because a random tower's MLPs add little to the residual stream)
     assert not torch.allclose(pooled, gelu.encode_text(text, normalize=True), atol=5e-4, rtol=0)
+
+
+def test_free_text_is_encoded_as_written_without_templates_or_cache():
+    encoder = make_encoder()
+    before = encoder.num_encoded
+    captions = ['a dotted disc and a solid cross', '']
+    pooled, tokens = encoder.encode_texts(captions)
+    assert pooled.shape == (2, encoder.embed_dim) and tokens.shape == (2, 16, encoder.token_dim)
+    expected = encoder.clip.encode_text(encoder.tokenizer(captions), normalize=True)  # no template around them
+    torch.testing.assert_close(pooled, expected, atol=1e-5, rtol=1e-5)
+    assert encoder.num_encoded == before and not encoder._cache.get(tuple(captions))  # nothing cached

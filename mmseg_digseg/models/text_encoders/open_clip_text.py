@@ -243,6 +243,17 @@ class OpenCLIPTextEncoder(BaseModule):
         self.num_encoded += len(class_names)
         return torch.stack(pooled), torch.stack(tokens)
 
+    @torch.no_grad()
+    def encode_texts(self, texts: Sequence[str]) -> Tuple[Tensor, Tensor]:
+        """Free text (captions), as written: no templates, no cache -> (pooled (N, D), tokens (N, L, D_tok)),
+        fp32. Text longer than the tower's context is cut, as CLIP cuts it. For text-to-image pretraining
+        (tools/pretrain_tiny_unet.py), where every caption is new."""
+        if any(p.dtype != torch.float32 for p in self.clip.parameters()):
+            self.clip.float()
+        with torch.autocast(device_type=self.device.type, enabled=False):
+            pooled, tokens = self._run_tower(self.tokenizer(list(texts)).to(self.device))
+        return pooled.float(), tokens.float()
+
     def _disk_path(self, names: Tuple[str, ...]) -> str:
         digest = hashlib.sha1(repr((self._model_key, self.templates, names)).encode()).hexdigest()[:16]
         return osp.join(self.cache_dir, f'text_embeddings_{digest}.pt')
