@@ -4,6 +4,7 @@ import importlib.util
 import os.path as osp
 
 import pytest
+import torch
 from mmengine.config import Config, DictAction
 
 from ..conftest import REPO_ROOT
@@ -72,3 +73,24 @@ def test_six_class_and_palette_recipes_build_what_they_say(name):
     assert cfg.model.backbone.pretrained == ('checkpoints/tiny_sd_palette' if palette_vae else 'checkpoints/tiny_sd')
     dataset = 'SynthShapesManyDataset' if name == 'palette_many' else 'SynthShapesDataset'
     assert cfg.train_dataloader.dataset.type == cfg.test_dataloader.dataset.type == dataset
+
+
+def test_pretrained_starts_digseg_recipes_from_the_saved_unet_and_leaves_baselines_alone():
+    from diffusers import UNet2DConditionModel
+    from mmseg.registry import MODELS
+    tiny_sd = osp.join(REPO_ROOT, 'checkpoints/tiny_sd')
+    assert RACE.pretrained_options(RECIPE_F_CONFIG, tiny_sd) == [] and RACE.pretrained_options(RACE.MANY, None) == []
+    config, options, _ = RACE.RECIPES['b_high_t']
+    options = options + RACE.pretrained_options(config, tiny_sd)
+    cfg = Config.fromfile(osp.join(REPO_ROOT, config))
+    cfg.merge_from_dict({k: DictAction._parse_iterable(v) for k, v in (o.split('=', 1) for o in options)})
+    head = MODELS.build(dict(cfg.model, class_names=['background', 'solid disc'])).decode_head
+    saved = UNet2DConditionModel.from_pretrained(tiny_sd, subfolder='unet')
+    for half in (slice(0, 16), slice(16, 32)):  # conv_in widened for [image, noisy mask] latents
+        torch.testing.assert_close(head.unet.conv_in.weight[:, half], saved.conv_in.weight / 2)
+    torch.testing.assert_close(head.unet.mid_block.attentions[0].transformer_blocks[0].attn2.to_k.weight,
+                               saved.mid_block.attentions[0].transformer_blocks[0].attn2.to_k.weight)
+    assert head.prediction_type == 'v_prediction'
+
+
+RECIPE_F_CONFIG = 'configs/baselines/segformer_mit-b0_synth-shapes-many-64.py'

@@ -9,6 +9,11 @@ per-class binary masks, argmax over the whole vocabulary; ``--learned-readout`` 
 row). Runs one after another (two trainings on 2 cores slow each other down many times). Writes
 ``race.json`` after every run and ``race.md`` (one row per recipe: steps, train seconds, mIoU per seed,
 mean +- std).
+
+``--pretrained DIR`` starts every DiGSeg recipe's U-Net from DIR/unet (e.g. the U-Net that
+``tools/pretrain_tiny_unet.py`` pretrains as a text-to-image model) instead of the config's fresh one;
+``--iters N`` trains every run N steps without a pilot: for two U-Nets of one architecture (pretrained and
+from scratch), equal steps are equal wall time, without the pilot's +-20 % sizing noise.
 """
 import argparse
 import json
@@ -82,6 +87,10 @@ RECIPES = {
                      'palette mode on the 49 classes: fixed colours, the palette VAE'),
     'quickstart': ('configs/digseg/digseg_tiny_synth-shapes-64.py', [],
                    "binary mode on the 6 classes: the quickstart's config (every class per image)"),
+    'quickstart_denoising': ('configs/digseg/digseg_tiny_synth-shapes-64.py',
+                             DENOISING + HIGH_T + ['model.train_cfg.num_positive=3', 'model.train_cfg.num_negative=1',
+                                                   'model.train_cfg.loss_weights.ce=0.0'],
+                             "the quickstart's data and model with the paper configs' recipe (b_high_t)"),
     'palette': ('configs/digseg/digseg-palette_tiny_synth-shapes-64.py', [],
                 'palette mode on the 6 classes: fixed colours, the palette VAE'),
     'palette_shuffled': ('configs/digseg/digseg-palette_tiny_synth-shapes-64.py', ['model.train_cfg.shuffle_palette=True'],
@@ -104,6 +113,8 @@ def parse_args():
     p.add_argument('--pilot-iters', type=int, default=16)
     p.add_argument('--learned-readout', action='store_true', help='also test DiGSeg with the learned readout')
     p.add_argument('--data-root', help='override the dataset root of every config')
+    p.add_argument('--pretrained', metavar='DIR', help='DiGSeg recipes start from the U-Net (and scheduler) in DIR')
+    p.add_argument('--iters', type=int, help='train every run this many steps (no pilot; --budget-s is ignored)')
     p.add_argument('--out', default='work_dirs/recipe_race')
     return p.parse_args()
 
@@ -122,6 +133,13 @@ def run(args, log_path):
 
 def data_options(root):
     return [] if root is None else [f'{split}_dataloader.dataset.data_root={root}' for split in ('train', 'val', 'test')]
+
+
+def pretrained_options(config, root):
+    """Start a DiGSeg config's U-Net from ``root`` (its scheduler settings stay the config's)."""
+    if root is None or 'baselines' in config:
+        return []
+    return [f'model.decode_head.pretrained={root}', 'model.decode_head.unet_cfg=None']
 
 
 def seconds_per_step(config, options, work_dir, pilot_iters):
@@ -151,11 +169,15 @@ def test_miou(config, options, checkpoint, work_dir, extra=()):
 
 def race_one(name, seed, args):
     config, options, _ = RECIPES[name]
-    options = [*options, *data_options(args.data_root), f'randomness.seed={seed}']
+    options = [*options, *data_options(args.data_root), *pretrained_options(config, args.pretrained),
+               f'randomness.seed={seed}']
     work_dir = osp.join(args.out, f'{name}_seed{seed}')
     os.makedirs(work_dir, exist_ok=True)
-    step_s = seconds_per_step(config, options, osp.join(work_dir, 'pilot'), args.pilot_iters)
-    iters = max(50, int(args.budget_s / step_s))
+    if args.iters:
+        step_s, iters = None, args.iters
+    else:
+        step_s = seconds_per_step(config, options, osp.join(work_dir, 'pilot'), args.pilot_iters)
+        iters = max(50, int(args.budget_s / step_s))
     start = time.perf_counter()
     # the configs' schedule: linear warm-up for 20 steps, then cosine to the last step
     run(['tools/train.py', config, '--work-dir', osp.join(work_dir, 'train'), '--cfg-options', *options, *NO_VAL,
@@ -204,7 +226,8 @@ def main():
             json.dump(rows, f, indent=1)
     table = summary([r for r in rows if r['recipe'] in args.recipes])
     with open(osp.join(args.out, 'race.md'), 'w') as f:
-        f.write(f'Budget {args.budget_s:.0f} s of training per run: python {" ".join(sys.argv)}\n\n{table}')
+        budget = f'{args.iters} steps' if args.iters else f'{args.budget_s:.0f} s'
+        f.write(f'Budget {budget} of training per run: python {" ".join(sys.argv)}\n\n{table}')
     print(table)
 
 
