@@ -31,7 +31,7 @@ def scenes(tool):
     vae, text_encoder, unet_cfg, _ = tool.build_parts(TINY_SD)
     imgs, captions = tool.sample_scenes(np.random.default_rng([7, 9]), 32)
     noise = torch.randn((32, 16, 16, 16), generator=torch.Generator().manual_seed(0))
-    return dict(latents=tool.encode_images(vae, imgs), captions=captions, noise=noise, text=text_encoder,
+    return dict(latents=vae.encode(imgs), captions=captions, noise=noise, text=text_encoder,
                 unet_cfg=unet_cfg)
 
 

@@ -68,28 +68,23 @@ def sample_scenes(rng, n, size=64, variants=('basic', 'many')):
     return torch.stack(imgs), captions
 
 
-def build_parts(vae_dir, seed=0):
-    """The frozen VAE and text tower of the tiny config, and the U-Net / scheduler settings it builds from."""
-    from diffusers import AutoencoderKL
+def build_parts(vae_dir):
+    """The tiny config's frozen VAE (``LatentVAE``, read from ``vae_dir``) and text tower, as the segmenter builds
+    them, and the settings its U-Net and scheduler are built from."""
     from mmengine import Config
 
-    from mmseg_digseg.models.text_encoders.open_clip_text import OpenCLIPTextEncoder
+    import mmseg_digseg  # noqa: F401  (registers DiGSeg's modules)
+    from mmseg.registry import MODELS
 
     cfg = Config.fromfile(MODEL_CONFIG).model
-    vae = AutoencoderKL.from_pretrained(vae_dir, subfolder='vae').float().eval().requires_grad_(False)
-    text = cfg.text_encoder
-    text_encoder = OpenCLIPTextEncoder(model_name=text.model_name, pretrained=text.pretrained).eval()
+    vae = MODELS.build(dict(cfg.backbone, pretrained=vae_dir))
+    text_encoder = MODELS.build(cfg.text_encoder).eval()
     unet_cfg = dict(cfg.decode_head.unet_cfg)
     if text_encoder.token_dim != unet_cfg['cross_attention_dim']:
         raise ValueError(f'The text tower\'s tokens have {text_encoder.token_dim} channels but the U-Net\'s '
                          f'cross-attention takes {unet_cfg["cross_attention_dim"]}; DiGSeg passes tokens through '
                          'unchanged only when they match.')
     return vae, text_encoder, unet_cfg, dict(cfg.decode_head.scheduler_cfg)
-
-
-@torch.no_grad()
-def encode_images(vae, imgs):
-    return vae.encode(imgs).latent_dist.mode() * vae.config.scaling_factor
 
 
 def v_loss(unet, scheduler, latents, tokens, timesteps, noise):
@@ -104,7 +99,7 @@ class HeldOut:
 
     def __init__(self, vae, text_encoder, seed, n=64):
         imgs, captions = sample_scenes(np.random.default_rng([seed, _EVAL_STREAM]), n)
-        self.latents = encode_images(vae, imgs)
+        self.latents = vae.encode(imgs)
         self.tokens = text_encoder.encode_texts(captions)[1]
         self.noise = torch.randn(self.latents.shape, generator=torch.Generator().manual_seed(seed))
 
@@ -133,7 +128,7 @@ def generate(unet, scheduler_cfg, vae, text_encoder, captions, seed=0, steps=25,
         pred = unet(torch.cat([latents, latents]), t.expand(2 * len(captions)), encoder_hidden_states=tokens).sample
         cond, uncond = pred.chunk(2)
         latents = scheduler.step(uncond + guidance * (cond - uncond), t, latents).prev_sample
-    return vae.decode(latents / vae.config.scaling_factor).sample.clamp(-1, 1)
+    return vae.decode(latents).clamp(-1, 1)
 
 
 def save_figure(path, unet, scheduler_cfg, vae, text_encoder, num_scenes=6, per_caption=4, seed=0):
@@ -192,7 +187,7 @@ def main():
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    vae, text_encoder, unet_cfg, scheduler_cfg = build_parts(args.vae, args.seed)
+    vae, text_encoder, unet_cfg, scheduler_cfg = build_parts(args.vae)
     if args.samples_only:
         unet = UNet2DConditionModel.from_pretrained(args.samples_only, subfolder='unet').eval()
         scheduler_cfg = dict(DDPMScheduler.from_pretrained(args.samples_only, subfolder='scheduler').config)
@@ -219,7 +214,7 @@ def main():
         imgs, captions = sample_scenes(rng, args.batch_size)
         captions = ['' if rng.random() < args.cfg_drop else c for c in captions]
         with torch.autocast('cpu', dtype=torch.bfloat16, enabled=args.bf16):
-            latents = encode_images(vae, imgs).float()
+            latents = vae.encode(imgs).float()
         tokens = text_encoder.encode_texts(captions)[1]
         timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (len(latents), ))
         with torch.autocast('cpu', dtype=torch.bfloat16, enabled=args.bf16):

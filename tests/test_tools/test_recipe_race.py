@@ -79,7 +79,7 @@ def test_pretrained_starts_digseg_recipes_from_the_saved_unet_and_leaves_baselin
     from diffusers import UNet2DConditionModel
     from mmseg.registry import MODELS
     tiny_sd = osp.join(REPO_ROOT, 'checkpoints/tiny_sd')
-    assert RACE.pretrained_options(RECIPE_F_CONFIG, tiny_sd) == [] and RACE.pretrained_options(RACE.MANY, None) == []
+    assert RACE.pretrained_options(RACE.RECIPES['f'][0], tiny_sd) == [] and RACE.pretrained_options(RACE.MANY, None) == []
     config, options, _ = RACE.RECIPES['b_high_t']
     options = options + RACE.pretrained_options(config, tiny_sd)
     cfg = Config.fromfile(osp.join(REPO_ROOT, config))
@@ -93,4 +93,16 @@ def test_pretrained_starts_digseg_recipes_from_the_saved_unet_and_leaves_baselin
     assert head.prediction_type == 'v_prediction'
 
 
-RECIPE_F_CONFIG = 'configs/baselines/segformer_mit-b0_synth-shapes-many-64.py'
+
+def test_quickstart_denoising_is_the_paper_configs_recipe_on_the_six_classes():
+    from mmseg.registry import MODELS
+    config, options, _ = RACE.RECIPES['quickstart_denoising']
+    cfg = Config.fromfile(osp.join(REPO_ROOT, config))
+    cfg.merge_from_dict({k: DictAction._parse_iterable(v) for k, v in (o.split('=', 1) for o in options)})
+    assert cfg.train_dataloader.dataset.type == 'SynthShapesDataset'
+    model = MODELS.build(dict(cfg.model, class_names=['background', 'disc', 'square']))
+    train = model.train_cfg
+    assert train['objective'] == 'denoising' and tuple(train['timestep_range']) == (900, 1000)
+    assert (train['num_positive'], train['num_negative']) == (3, 1)
+    assert not train['loss_weights'].get('ce')  # the quickstart's cross-entropy is off, as in the paper configs
+    assert model.test_cfg['init_noise'] == 'gaussian' and model.decode_head.prediction_type == 'v_prediction'

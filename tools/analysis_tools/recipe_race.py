@@ -136,8 +136,10 @@ def data_options(root):
 
 
 def pretrained_options(config, root):
-    """Start a DiGSeg config's U-Net from ``root`` (its scheduler settings stay the config's)."""
-    if root is None or 'baselines' in config:
+    """Start the U-Net of a config that has one (DiGSeg's, not a baseline's) from ``root``; its scheduler settings
+    stay the config's."""
+    from mmengine.config import Config
+    if root is None or 'unet_cfg' not in Config.fromfile(osp.join(REPO_ROOT, config)).model.decode_head:
         return []
     return [f'model.decode_head.pretrained={root}', 'model.decode_head.unet_cfg=None']
 

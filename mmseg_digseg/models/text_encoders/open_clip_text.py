@@ -229,27 +229,23 @@ class OpenCLIPTextEncoder(BaseModule):
 
     @torch.no_grad()
     def _encode_names(self, class_names: Sequence[str]) -> Tuple[Tensor, Tensor]:
-        if any(p.dtype != torch.float32 for p in self.clip.parameters()):
-            self.clip.float()  # the model was cast to half precision: the text features stay fp32
         pooled, tokens = [], []
-        # fp32 whatever autocast the caller runs under (AMP training, bf16/fp16 testing)
-        with torch.autocast(device_type=self.device.type, enabled=False):
-            for name in class_names:
-                synonyms = [s.strip() for s in name.split(',') if s.strip()]
-                prompts = [t.format(s) for s in synonyms for t in self.templates]
-                features, token_features = self._run_tower(self.tokenizer(prompts).to(self.device))
-                pooled.append(F.normalize(features.float().mean(0), dim=-1))
-                tokens.append(token_features[0].float())
+        for name in class_names:
+            synonyms = [s.strip() for s in name.split(',') if s.strip()]
+            features, token_features = self.encode_texts([t.format(s) for s in synonyms for t in self.templates])
+            pooled.append(F.normalize(features.mean(0), dim=-1))
+            tokens.append(token_features[0])
         self.num_encoded += len(class_names)
         return torch.stack(pooled), torch.stack(tokens)
 
     @torch.no_grad()
     def encode_texts(self, texts: Sequence[str]) -> Tuple[Tensor, Tensor]:
-        """Free text (captions), as written: no templates, no cache -> (pooled (N, D), tokens (N, L, D_tok)),
-        fp32. Text longer than the tower's context is cut, as CLIP cuts it. For text-to-image pretraining
-        (tools/pretrain_tiny_unet.py), where every caption is new."""
+        """Free text, as written: no templates, no cache -> (pooled (N, D), tokens (N, L, D_tok)), fp32. Text
+        longer than the tower's context is cut, as CLIP cuts it. Class names go through it with their templates;
+        text-to-image pretraining (tools/pretrain_tiny_unet.py) sends captions, every one new."""
         if any(p.dtype != torch.float32 for p in self.clip.parameters()):
-            self.clip.float()
+            self.clip.float()  # the model was cast to half precision: the text features stay fp32
+        # fp32 whatever autocast the caller runs under (AMP training, bf16/fp16 testing)
         with torch.autocast(device_type=self.device.type, enabled=False):
             pooled, tokens = self._run_tower(self.tokenizer(list(texts)).to(self.device))
         return pooled.float(), tokens.float()
