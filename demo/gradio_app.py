@@ -21,7 +21,8 @@ from mmseg_digseg.apis import init_digseg, render_result, segment  # noqa: E402
 from mmseg_digseg.models.segmentors.digseg import INFERENCE_PRESETS  # noqa: E402
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-QUICKSTART_CONFIG = osp.join(REPO_ROOT, 'configs/digseg/digseg_tiny_synth-shapes-64.py')
+# the config tools/quickstart.sh trains
+QUICKSTART_CONFIG = osp.join(REPO_ROOT, 'configs/digseg/digseg_tiny-pretrained_synth-shapes-64.py')
 QUICKSTART_POINTER = osp.join(REPO_ROOT, 'work_dirs/quickstart/last_checkpoint')  # written by tools/train.py
 CONFIG_DEFAULT = 'config default'
 
@@ -32,7 +33,7 @@ def quickstart_checkpoint() -> str:
     path = path if osp.isabs(path) or not path else osp.join(REPO_ROOT, path)  # train.py ran at the repo root
     if not osp.isfile(path):
         raise SystemExit(f'No --checkpoint given and the quickstart\'s is not there ({QUICKSTART_POINTER} names '
-                         'none). Make it with `bash tools/quickstart.sh` (about 10 minutes on CPU), or pass '
+                         'none). Make it with `bash tools/quickstart.sh` (about 7 minutes on CPU), or pass '
                          '--config CONFIG --checkpoint CHECKPOINT.')
     return path
 

@@ -4,7 +4,7 @@ A fenced ```python or ```bash block on the line after ``<!-- tested: tests/test_
 docs/**/*.md runs here; with ``, saved as PATH`` in that comment the block is written to PATH instead (a config
 a later block uses). A file's blocks run in order, in one scratch folder and (Python) one namespace. The folder
 holds the repository's configs, checkpoints, tools and demo, a small SynthShapes under data/synth_shapes, a
-three-class data/my_data, and a stand-in for the quickstart's checkpoint (the tiny model, untrained).
+three-class data/my_data, and a stand-in for the quickstart's checkpoint (its config's model, not fine-tuned).
 
 Bash blocks may hold only ``python SCRIPT ARGS`` commands: they run in this process through runpy, which spares
 each command the seconds its imports take in a fresh interpreter. Mark only what runs on CPU in seconds.
@@ -22,13 +22,15 @@ import pytest
 import torch
 from PIL import Image
 
-from .conftest import REPO_ROOT, TINY_CONFIG
+from .conftest import REPO_ROOT
 
 MARKER = re.compile(r'<!-- tested: tests/test_docs\.py(?:, saved as (?P<path>\S+))? -->\n'
                     r'```(?P<lang>python|bash)\n(?P<code>.*?)```', re.S)
 DOCS = ['README.md'] + sorted(osp.relpath(p, REPO_ROOT) for p in glob.glob(osp.join(REPO_ROOT, 'docs/**/*.md'),
                                                                            recursive=True))
 QUICKSTART_CLASSES = ('background', 'disc', 'square', 'triangle', 'cross', 'ring')
+QUICKSTART_CONFIG = osp.join(REPO_ROOT, 'configs/digseg/digseg_tiny-pretrained_synth-shapes-64.py')  # quickstart.sh's
+QUICKSTART_CHECKPOINT = 'work_dirs/quickstart/iter_1800.pth'  # its last iteration
 
 
 def marked_blocks(doc):
@@ -95,11 +97,11 @@ def docs_workspace(tmp_path_factory, synth_root):
     write_labelled_images(str(root / 'data/my_data'), 'val', 2, rng)
     from mmseg_digseg.apis import init_digseg
     torch.manual_seed(0)
-    model = init_digseg(TINY_CONFIG)
+    model = init_digseg(QUICKSTART_CONFIG)
     os.makedirs(root / 'work_dirs/quickstart')
     torch.save(dict(state_dict=model.state_dict(), meta=dict(dataset_meta=dict(classes=QUICKSTART_CLASSES))),
-               root / 'work_dirs/quickstart/iter_1300.pth')
-    (root / 'work_dirs/quickstart/last_checkpoint').write_text('work_dirs/quickstart/iter_1300.pth')
+               root / QUICKSTART_CHECKPOINT)
+    (root / 'work_dirs/quickstart/last_checkpoint').write_text(QUICKSTART_CHECKPOINT)
     return root
 
 

@@ -60,3 +60,23 @@ def test_pretrained_unet_loads_like_sds_and_denoises_held_out_scenes(tool, scene
     true = _loss(tool, unet, scheduler, scenes, scenes['captions'], 900)
     shifted = _loss(tool, unet, scheduler, scenes, scenes['captions'][1:] + scenes['captions'][:1], 900)
     assert shifted > 1.03 * true, (true, shifted)
+
+
+def test_pretrained_config_starts_from_the_shipped_unet():
+    """configs/digseg/digseg_tiny-pretrained_synth-shapes-64.py fine-tunes the committed U-Net with the paper
+    configs' recipe: every weight but the widened conv_in is the shipped one, conv_in halves it per latent."""
+    from diffusers import UNet2DConditionModel
+    from mmengine.config import Config
+    from mmseg.registry import MODELS
+    import mmseg_digseg  # noqa: F401
+    cfg = Config.fromfile(osp.join(REPO_ROOT, 'configs/digseg/digseg_tiny-pretrained_synth-shapes-64.py'))
+    assert cfg.model.train_cfg == dict(objective='denoising', num_positive=3, num_negative=1, timestep_range=(900, 1000))
+    assert cfg.train_cfg.max_iters == cfg.param_scheduler[1].end == 1800
+    model = MODELS.build(cfg.model)
+    shipped = UNet2DConditionModel.from_pretrained(TINY_SD, subfolder='unet').state_dict()
+    mine = model.decode_head.unet.state_dict()
+    for name, weight in shipped.items():
+        if name == 'conv_in.weight':  # [image latent, noisy mask latent]: the kernel halved over each
+            torch.testing.assert_close(mine[name], torch.cat([weight, weight], 1) / 2)
+        elif not name.startswith('class_embedding'):
+            torch.testing.assert_close(mine[name], weight, msg=name)

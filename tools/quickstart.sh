@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# The embedded default end to end on CPU: make SynthShapes, train DiGSeg-tiny, test it, write overlays.
+# The embedded default end to end on CPU: make SynthShapes, fine-tune DiGSeg-tiny from the pretrained tiny
+# U-Net with the paper configs' denoising recipe, test it, write overlays.
 #   bash tools/quickstart.sh [WORK_DIR]      (default work_dirs/quickstart)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -z "${VIRTUAL_ENV:-}" ] && [ -f .venv/bin/activate ] && source .venv/bin/activate
 WORK_DIR=${1:-work_dirs/quickstart}
-CONFIG=configs/digseg/digseg_tiny_synth-shapes-64.py
+CONFIG=configs/digseg/digseg_tiny-pretrained_synth-shapes-64.py
 start=$(date +%s)
 
 python tools/dataset_converters/make_synth_shapes.py --out data/synth_shapes

@@ -106,3 +106,27 @@ def test_quickstart_denoising_is_the_paper_configs_recipe_on_the_six_classes():
     assert (train['num_positive'], train['num_negative']) == (3, 1)
     assert not train['loss_weights'].get('ce')  # the quickstart's cross-entropy is off, as in the paper configs
     assert model.test_cfg['init_noise'] == 'gaussian' and model.decode_head.prediction_type == 'v_prediction'
+
+
+def test_the_quickstart_config_is_the_raced_pretrained_denoising_recipe():
+    """tools/quickstart.sh's config trains what `--recipes quickstart_denoising --pretrained checkpoints/tiny_sd
+    --iters 1800` measured (docs/get_started.md), and segformer_6 is its SegFormer-B0 on the same data."""
+    config, options, _ = RACE.RECIPES['quickstart_denoising']
+    options = options + RACE.pretrained_options(config, 'checkpoints/tiny_sd') + ['train_cfg.max_iters=1800']
+    raced = Config.fromfile(osp.join(REPO_ROOT, config))
+    raced.merge_from_dict({k: DictAction._parse_iterable(v) for k, v in (o.split('=', 1) for o in options)})
+    with open(osp.join(REPO_ROOT, 'tools/quickstart.sh')) as f:
+        assert 'CONFIG=configs/digseg/digseg_tiny-pretrained_synth-shapes-64.py' in f.read()
+    shipped = Config.fromfile(osp.join(REPO_ROOT, 'configs/digseg/digseg_tiny-pretrained_synth-shapes-64.py'))
+    assert shipped.model.decode_head.pretrained == raced.model.decode_head.pretrained == 'checkpoints/tiny_sd'
+    assert shipped.model.decode_head.unet_cfg is None and raced.model.decode_head.unet_cfg is None
+    for key in ('objective', 'num_positive', 'num_negative'):
+        assert shipped.model.train_cfg[key] == raced.model.train_cfg[key]
+    assert tuple(shipped.model.train_cfg.timestep_range) == tuple(raced.model.train_cfg.timestep_range) == (900, 1000)
+    assert not shipped.model.train_cfg.get('loss_weights', {}).get('ce') and not raced.model.train_cfg.loss_weights.ce
+    assert shipped.model.test_cfg == raced.model.test_cfg
+    assert shipped.train_cfg.max_iters == raced.train_cfg.max_iters == 1800
+    assert shipped.train_dataloader.batch_size == raced.train_dataloader.batch_size == 2
+    segformer = Config.fromfile(osp.join(REPO_ROOT, RACE.RECIPES['segformer_6'][0]))
+    assert segformer.model.decode_head.num_classes == 6 and RACE.RECIPES['segformer_6'][1] == []
+    assert segformer.train_dataloader.dataset.type == shipped.train_dataloader.dataset.type == 'SynthShapesDataset'

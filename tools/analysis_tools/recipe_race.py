@@ -91,6 +91,8 @@ RECIPES = {
                              DENOISING + HIGH_T + ['model.train_cfg.num_positive=3', 'model.train_cfg.num_negative=1',
                                                    'model.train_cfg.loss_weights.ce=0.0'],
                              "the quickstart's data and model with the paper configs' recipe (b_high_t)"),
+    'segformer_6': ('configs/baselines/segformer_mit-b0_synth-shapes-64.py', [],
+                    'SegFormer-B0 from scratch on the 6 classes, 8 images a step'),
     'palette': ('configs/digseg/digseg-palette_tiny_synth-shapes-64.py', [],
                 'palette mode on the 6 classes: fixed colours, the palette VAE'),
     'palette_shuffled': ('configs/digseg/digseg-palette_tiny_synth-shapes-64.py', ['model.train_cfg.shuffle_palette=True'],
