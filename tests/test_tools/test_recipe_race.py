@@ -104,7 +104,7 @@ def test_quickstart_denoising_is_the_paper_configs_recipe_on_the_six_classes():
     train = model.train_cfg
     assert train['objective'] == 'denoising' and tuple(train['timestep_range']) == (900, 1000)
     assert (train['num_positive'], train['num_negative']) == (3, 1)
-    assert not train['loss_weights'].get('ce')  # the quickstart's cross-entropy is off, as in the paper configs
+    assert not train['loss_weights'].get('ce')  # the single-step config's cross-entropy is off, as in the paper configs
     assert model.test_cfg['init_noise'] == 'gaussian' and model.decode_head.prediction_type == 'v_prediction'
 
 

@@ -78,7 +78,7 @@ RECIPES = {
                    'model.train_cfg.num_positive=None', 'model.train_cfg.num_negative=None',
                    'model.train_cfg.loss_weights.bce=1.0', 'model.train_cfg.loss_weights.dice=1.0',
                    'model.train_cfg.loss_weights.ce=1.0'],
-            "the 6-class quickstart's recipe: single-step, every class for every image (cost grows with the "
+            "the 6-class single-step config's recipe: every class for every image (cost grows with the "
             'vocabulary)'),
     'f': ('configs/baselines/segformer_mit-b0_synth-shapes-many-64.py', [],
           'SegFormer-B0 from scratch, 8 images a step'),
@@ -86,11 +86,11 @@ RECIPES = {
     'palette_many': ('configs/digseg/digseg-palette_tiny_synth-shapes-many-64.py', [],
                      'palette mode on the 49 classes: fixed colours, the palette VAE'),
     'quickstart': ('configs/digseg/digseg_tiny_synth-shapes-64.py', [],
-                   "binary mode on the 6 classes: the quickstart's config (every class per image)"),
+                   "binary mode on the 6 classes: the single-step config, every class per image (the quickstart's until Dec 7)"),
     'quickstart_denoising': ('configs/digseg/digseg_tiny_synth-shapes-64.py',
                              DENOISING + HIGH_T + ['model.train_cfg.num_positive=3', 'model.train_cfg.num_negative=1',
                                                    'model.train_cfg.loss_weights.ce=0.0'],
-                             "the quickstart's data and model with the paper configs' recipe (b_high_t)"),
+                             "the 6 classes and the tiny model with the paper configs' recipe (b_high_t); the quickstart with --pretrained"),
     'segformer_6': ('configs/baselines/segformer_mit-b0_synth-shapes-64.py', [],
                     'SegFormer-B0 from scratch on the 6 classes, 8 images a step'),
     'palette': ('configs/digseg/digseg-palette_tiny_synth-shapes-64.py', [],
