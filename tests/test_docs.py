@@ -29,7 +29,7 @@ MARKER = re.compile(r'<!-- tested: tests/test_docs\.py(?:, saved as (?P<path>\S+
 DOCS = ['README.md'] + sorted(osp.relpath(p, REPO_ROOT) for p in glob.glob(osp.join(REPO_ROOT, 'docs/**/*.md'),
                                                                            recursive=True))
 QUICKSTART_CLASSES = ('background', 'disc', 'square', 'triangle', 'cross', 'ring')
-QUICKSTART_CONFIG = osp.join(REPO_ROOT, 'configs/digseg/digseg_tiny-pretrained_synth-shapes-64.py')  # quickstart.sh's
+QUICKSTART_CONFIG = osp.join(REPO_ROOT, 'configs/digseg/digseg_tiny-pretrained_synth-shapes-64.py')  # its config
 QUICKSTART_CHECKPOINT = 'work_dirs/quickstart/iter_1800.pth'  # its last iteration
 
 

@@ -70,13 +70,16 @@ def test_pretrained_config_starts_from_the_shipped_unet():
     from mmseg.registry import MODELS
     import mmseg_digseg  # noqa: F401
     cfg = Config.fromfile(osp.join(REPO_ROOT, 'configs/digseg/digseg_tiny-pretrained_synth-shapes-64.py'))
-    assert cfg.model.train_cfg == dict(objective='denoising', num_positive=3, num_negative=1, timestep_range=(900, 1000))
+    assert cfg.model.train_cfg == dict(objective='denoising', num_positive=3, num_negative=1,
+                                       timestep_range=(900, 1000))
     assert cfg.train_cfg.max_iters == cfg.param_scheduler[1].end == 1800
     model = MODELS.build(cfg.model)
     shipped = UNet2DConditionModel.from_pretrained(TINY_SD, subfolder='unet').state_dict()
     mine = model.decode_head.unet.state_dict()
+    # the only new weights: the pooled-text path through the class embedding
+    assert {n.split('.')[0] for n in set(mine) - set(shipped)} == {'class_embedding'}
     for name, weight in shipped.items():
         if name == 'conv_in.weight':  # [image latent, noisy mask latent]: the kernel halved over each
             torch.testing.assert_close(mine[name], torch.cat([weight, weight], 1) / 2)
-        elif not name.startswith('class_embedding'):
+        else:
             torch.testing.assert_close(mine[name], weight, msg=name)

@@ -115,9 +115,13 @@ def test_the_quickstart_config_is_the_raced_pretrained_denoising_recipe():
     options = options + RACE.pretrained_options(config, 'checkpoints/tiny_sd') + ['train_cfg.max_iters=1800']
     raced = Config.fromfile(osp.join(REPO_ROOT, config))
     raced.merge_from_dict({k: DictAction._parse_iterable(v) for k, v in (o.split('=', 1) for o in options)})
+    quickstart = 'configs/digseg/digseg_tiny-pretrained_synth-shapes-64.py'
     with open(osp.join(REPO_ROOT, 'tools/quickstart.sh')) as f:
-        assert 'CONFIG=configs/digseg/digseg_tiny-pretrained_synth-shapes-64.py' in f.read()
-    shipped = Config.fromfile(osp.join(REPO_ROOT, 'configs/digseg/digseg_tiny-pretrained_synth-shapes-64.py'))
+        assert f'CONFIG={quickstart}' in f.read()
+    for user in ('demo/gradio_app.py', 'tests/test_docs.py'):  # the quickstart's model by default / as stand-in
+        with open(osp.join(REPO_ROOT, user)) as f:
+            assert f"QUICKSTART_CONFIG = osp.join(REPO_ROOT, '{quickstart}')" in f.read(), user
+    shipped = Config.fromfile(osp.join(REPO_ROOT, quickstart))
     assert shipped.model.decode_head.pretrained == raced.model.decode_head.pretrained == 'checkpoints/tiny_sd'
     assert shipped.model.decode_head.unet_cfg is None and raced.model.decode_head.unet_cfg is None
     for key in ('objective', 'num_positive', 'num_negative'):
