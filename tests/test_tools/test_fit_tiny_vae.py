@@ -124,3 +124,42 @@ def test_fit_with_painted_label_maps(tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit, match='at least 49 colours'):
         run_fit(monkeypatch, capsys, '--out', str(tmp_path / 'q'), *SMALL, '--palette-masks', '2',
                 '--palette-size', '20')
+
+
+def test_synth_shapes_batches_keep_the_stream_of_the_shipped_fits():
+    """``--mix synth_shapes`` (the default) draws exactly what the shipped VAE's fits drew: scene i gives image i
+    and, for i < masks, one class mask (present with probability 0.8, else any class)."""
+    import numpy as np
+    from mmseg_digseg.datasets.synth_shapes import render_sample
+    imgs, masks = _tool().sample_batch(np.random.default_rng(3), 2, 3)
+    rng = np.random.default_rng(3)
+    for i in range(3):
+        img, label = render_sample(rng)
+        if i < 2:
+            np.testing.assert_allclose(imgs[i].permute(1, 2, 0).numpy(), img / 127.5 - 1.0, atol=1e-6)
+        cls = rng.choice(np.unique(label)) if rng.random() < 0.8 else rng.integers(0, 6)
+        np.testing.assert_array_equal(masks[i][0].numpy(), np.where(label == cls, 1.0, -1.0))
+
+
+def test_fit_on_the_broad_mix(tmp_path, monkeypatch, capsys):
+    import numpy as np
+    imgs, masks = _tool().sample_batch(np.random.default_rng(0), 5, 4, mix='broad')
+    assert imgs.shape == (5, 3, 64, 64) and masks.shape == (4, 3, 64, 64)
+    assert -1 <= imgs.min() and imgs.max() <= 1
+    assert set(masks.unique().tolist()) <= {-1.0, 1.0}
+    out = run_fit(monkeypatch, capsys, '--out', str(tmp_path / 'b'), *SMALL, '--mix', 'broad')
+    assert 'batch 2 images (broad) + 2 masks' in out
+    assert re.search(r'image PSNR \(100 held-out images, 49-class SynthShapes scenes, in neither mix\): \d+\.\d+ dB',
+                     out)
+    assert re.search(r'image PSNR \(100 held-out images, the broad mix\): \d+\.\d+ dB', out)
+
+
+def test_eval_only_figure_shows_originals_above_each_vaes_round_trip(tmp_path, monkeypatch, capsys):
+    from PIL import Image
+    run_fit(monkeypatch, capsys, '--out', str(tmp_path / 'v'), *SMALL)
+    figure = tmp_path / 'fig' / 'roundtrip.png'
+    out = run_fit(monkeypatch, capsys, '--eval-only', str(tmp_path / 'v'), '--compare',
+                  osp.join(REPO_ROOT, 'checkpoints/tiny_sd'), '--figure', str(figure))
+    assert 'figure: ' in out
+    # 8 49-class scenes and 8 mix images at 2x, after a 150-px label column; the originals, then two VAEs' rows
+    assert Image.open(figure).size == (150 + 16 * 64 * 2, 3 * 64 * 2)
