@@ -94,6 +94,28 @@ def test_pretrained_starts_digseg_recipes_from_the_saved_unet_and_leaves_baselin
 
 
 
+def test_vae_option_swaps_the_vae_of_digseg_recipes_only():
+    from diffusers import AutoencoderKL
+    from mmseg.registry import MODELS
+    palette_vae = osp.join(REPO_ROOT, 'checkpoints/tiny_sd_palette')  # another VAE than the configs' one
+    assert RACE.vae_options(RACE.RECIPES['f'][0], palette_vae) == [] and RACE.vae_options(RACE.MANY, None) == []
+    config, options, _ = RACE.RECIPES['b_high_t']
+    options = options + RACE.vae_options(config, palette_vae)
+    cfg = Config.fromfile(osp.join(REPO_ROOT, config))
+    cfg.merge_from_dict({k: DictAction._parse_iterable(v) for k, v in (o.split('=', 1) for o in options)})
+    backbone = MODELS.build(cfg.model.backbone)
+    saved = AutoencoderKL.from_pretrained(palette_vae, subfolder='vae')
+    torch.testing.assert_close(backbone.vae.encoder.conv_in.weight, saved.encoder.conv_in.weight)
+    assert backbone.scaling_factor == saved.config.scaling_factor
+    shipped = AutoencoderKL.from_pretrained(osp.join(REPO_ROOT, 'checkpoints/tiny_sd'), subfolder='vae')
+    assert not torch.equal(backbone.vae.encoder.conv_in.weight, shipped.encoder.conv_in.weight)
+    # the 49-class config itself loads the broad VAE (docs/paper_recipe.md); the 6-class ones the shipped one
+    assert Config.fromfile(osp.join(REPO_ROOT, RACE.MANY)).model.backbone.pretrained == 'checkpoints/tiny_sd_broad'
+    for six in ('digseg_tiny_synth-shapes-64.py', 'digseg_tiny-pretrained_synth-shapes-64.py'):
+        six = osp.join('configs/digseg', six)
+        assert Config.fromfile(osp.join(REPO_ROOT, six)).model.backbone.pretrained == 'checkpoints/tiny_sd'
+
+
 def test_quickstart_denoising_is_the_paper_configs_recipe_on_the_six_classes():
     from mmseg.registry import MODELS
     config, options, _ = RACE.RECIPES['quickstart_denoising']

@@ -13,7 +13,10 @@ mean +- std).
 ``--pretrained DIR`` starts every DiGSeg recipe's U-Net from DIR/unet (e.g. the U-Net that
 ``tools/pretrain_tiny_unet.py`` pretrains as a text-to-image model) instead of the config's fresh one;
 ``--iters N`` trains every run N steps without a pilot: for two U-Nets of one architecture (pretrained and
-from scratch), equal steps are equal wall time, without the pilot's +-20 % sizing noise.
+from scratch), equal steps are equal wall time, without the pilot's +-20 % sizing noise. ``--vae DIR`` swaps
+the VAE of every DiGSeg recipe for DIR/vae. Since the evening of December 7 the 49-class config loads the VAE
+fitted on the broad unlabelled mix (``checkpoints/tiny_sd_broad``); ``--vae checkpoints/tiny_sd`` reproduces the
+49-class races measured before.
 """
 import argparse
 import json
@@ -117,6 +120,7 @@ def parse_args():
     p.add_argument('--learned-readout', action='store_true', help='also test DiGSeg with the learned readout')
     p.add_argument('--data-root', help='override the dataset root of every config')
     p.add_argument('--pretrained', metavar='DIR', help='DiGSeg recipes start from the U-Net (and scheduler) in DIR')
+    p.add_argument('--vae', metavar='DIR', help='DiGSeg recipes use the VAE in DIR/vae instead of the config\'s')
     p.add_argument('--iters', type=int, help='train every run this many steps (no pilot; --budget-s is ignored)')
     p.add_argument('--out', default='work_dirs/recipe_race')
     return p.parse_args()
@@ -147,6 +151,14 @@ def pretrained_options(config, root):
     return [f'model.decode_head.pretrained={root}', 'model.decode_head.unet_cfg=None']
 
 
+def vae_options(config, root):
+    """Swap the VAE of a config that has one (DiGSeg's, not a baseline's) for the one in ``root``."""
+    from mmengine.config import Config
+    if root is None or Config.fromfile(osp.join(REPO_ROOT, config)).model.backbone.type != 'LatentVAE':
+        return []
+    return [f'model.backbone.pretrained={root}']
+
+
 def seconds_per_step(config, options, work_dir, pilot_iters):
     """The median logged step time of a short run (the first 4 steps, warm-up, left out)."""
     run(['tools/train.py', config, '--work-dir', work_dir, '--cfg-options', *options, *NO_VAL,
@@ -175,7 +187,7 @@ def test_miou(config, options, checkpoint, work_dir, extra=()):
 def race_one(name, seed, args):
     config, options, _ = RECIPES[name]
     options = [*options, *data_options(args.data_root), *pretrained_options(config, args.pretrained),
-               f'randomness.seed={seed}']
+               *vae_options(config, args.vae), f'randomness.seed={seed}']
     work_dir = osp.join(args.out, f'{name}_seed{seed}')
     os.makedirs(work_dir, exist_ok=True)
     if args.iters:
