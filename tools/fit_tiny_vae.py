@@ -273,16 +273,20 @@ def evaluate(vae, seed, num_fg=200, num_img=100):
         img_psnr=psnr)
 
 
-@torch.no_grad()
-def heldout_psnr(vae, seed, source, num_img=100, size=64):
-    """Image round-trip PSNR on held-out images of another ``source``: ``'many'``, the 49-class SynthShapes
+def heldout_images(seed, source, num_img, size=64):
+    """Fixed held-out (N, 3, H, W) images in [-1, 1] of another ``source``: ``'many'``, the 49-class SynthShapes
     scenes (not in either mix), or ``'broad'``, the broad unlabelled mix."""
+    rngs = [np.random.default_rng([seed, _EVAL_STREAM, 1000 + i]) for i in range(num_img)]
+    return torch.stack([to_tensor_image(render_sample(rng, size, 'many')[0] if source == 'many' else
+                                        sample_mix_image(rng, size)[0]) for rng in rngs])
+
+
+@torch.no_grad()
+def heldout_psnr(vae, seed, source, num_img=100):
+    """Image round-trip PSNR on :func:`heldout_images`."""
     was_training = vae.training
     vae.eval()
-    rngs = [np.random.default_rng([seed, _EVAL_STREAM, 1000 + i]) for i in range(num_img)]
-    imgs = [render_sample(rng, size, 'many')[0] if source == 'many' else sample_mix_image(rng, size)[0]
-            for rng in rngs]
-    img_t = torch.stack([to_tensor_image(im) for im in imgs])
+    img_t = heldout_images(seed, source, num_img)
     psnr = psnr_uint8(roundtrip(vae, img_t), img_t)
     vae.train(was_training)
     return psnr
@@ -307,9 +311,7 @@ def save_figure(path, vaes, seed, num=8, size=64):
     in the first row, then one row of round trips per VAE of ``vaes`` ({name: DIR/vae folder or loaded VAE})."""
     from diffusers import AutoencoderKL
     from PIL import Image, ImageDraw
-    rngs = [np.random.default_rng([seed, _EVAL_STREAM, 1000 + i]) for i in range(num)]
-    imgs = [render_sample(rng, size, 'many')[0] for rng in rngs] + [sample_mix_image(rng, size)[0] for rng in rngs]
-    x = torch.stack([to_tensor_image(im) for im in imgs])
+    x = torch.cat([heldout_images(seed, 'many', num, size), heldout_images(seed, 'broad', num, size)])
     rows = [x]
     for name, vae in vaes.items():
         vae = vae if vae is not None else AutoencoderKL.from_pretrained(name, subfolder='vae')
@@ -325,6 +327,12 @@ def save_figure(path, vaes, seed, num=8, size=64):
     os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
     canvas.save(path)
     print(f'figure: {path} (left: 49-class scenes, right: the broad mix)')
+
+
+def save_requested_figure(args, folder, vae):
+    """``--figure``: the round trips through ``vae`` (saved in ``folder``), after those through ``--compare``."""
+    if args.figure:
+        save_figure(args.figure, {**({args.compare: None} if args.compare else {}), folder: vae}, args.seed)
 
 
 def report(vae, seed):
@@ -353,8 +361,8 @@ def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--out', default='checkpoints/tiny_sd', help='model folder; the VAE goes to OUT/vae')
     p.add_argument('--eval-only', metavar='DIR', help='only evaluate the VAE in DIR/vae (no fit)')
-    p.add_argument('--figure', metavar='PNG', help='with --eval-only: write held-out images (49-class scenes, then '
-                   'the broad mix) above their round trips')
+    p.add_argument('--figure', metavar='PNG', help='write held-out images (49-class scenes, then the broad mix) '
+                   'above their round trips through the evaluated or fitted VAE')
     p.add_argument('--compare', metavar='DIR', help='with --figure: a row of round trips through DIR/vae too')
     p.add_argument('--init', metavar='DIR',
                    help='continue fitting the VAE in DIR/vae (its architecture; --latent-channels, --widths, '
@@ -405,9 +413,7 @@ def main():
         print(f'{args.eval_only}/vae: {sum(p.numel() for p in vae.parameters()) / 1e6:.3f} M parameters, '
               f'{vae.dtype}, latent channels {vae.config.latent_channels}')
         report(vae, args.seed)
-        if args.figure:
-            compared = {args.compare: None} if args.compare else {}
-            save_figure(args.figure, {**compared, args.eval_only: vae}, args.seed)
+        save_requested_figure(args, args.eval_only, vae)
         return
 
     torch.manual_seed(args.seed)
@@ -498,6 +504,7 @@ def main():
     # evaluate what was saved, as it loads
     vae = AutoencoderKL.from_pretrained(args.out, subfolder='vae').eval()
     report(vae, args.seed)
+    save_requested_figure(args, args.out, vae)
     print(f'saved {out_dir} ({size / 1e6:.2f} MB safetensors)')
 
 

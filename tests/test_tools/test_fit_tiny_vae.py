@@ -156,7 +156,9 @@ def test_fit_on_the_broad_mix(tmp_path, monkeypatch, capsys):
 
 def test_eval_only_figure_shows_originals_above_each_vaes_round_trip(tmp_path, monkeypatch, capsys):
     from PIL import Image
-    run_fit(monkeypatch, capsys, '--out', str(tmp_path / 'v'), *SMALL)
+    fitted = tmp_path / 'fit.png'  # a fit draws its VAE's round trips too
+    run_fit(monkeypatch, capsys, '--out', str(tmp_path / 'v'), *SMALL, '--figure', str(fitted))
+    assert Image.open(fitted).size == (150 + 16 * 64 * 2, 2 * 64 * 2)
     figure = tmp_path / 'fig' / 'roundtrip.png'
     out = run_fit(monkeypatch, capsys, '--eval-only', str(tmp_path / 'v'), '--compare',
                   osp.join(REPO_ROOT, 'checkpoints/tiny_sd'), '--figure', str(figure))
