@@ -16,4 +16,7 @@ model = dict(
     # (docs/paper_recipe.md, "A tiny VAE fitted on a broad unlabelled mix"). The 6-class configs keep tiny_sd.
     backbone=dict(pretrained='checkpoints/tiny_sd_broad'),
     train_cfg=dict(_delete_=True, objective='denoising', num_positive=3, num_negative=1, timestep_range=(900, 1000)),
-    test_cfg=dict(init_noise='gaussian'))
+    # the learned readout (trained beside the U-Net in every run; no VAE decoder at test time): +2.75 / +3.33 /
+    # +2.79 mIoU over the VAE decode on the three broad-VAE seeds, and +1.2 to +3.4 on the shipped VAE's
+    # (docs/paper_recipe.md). model.test_cfg.mask_readout=vae gives the paper's full VAE decode back.
+    test_cfg=dict(init_noise='gaussian', mask_readout='learned'))

@@ -116,6 +116,24 @@ def test_vae_option_swaps_the_vae_of_digseg_recipes_only():
         assert Config.fromfile(osp.join(REPO_ROOT, six)).model.backbone.pretrained == 'checkpoints/tiny_sd'
 
 
+def test_digseg_runs_are_scored_with_the_vae_decode_named_and_the_learned_readout_on_request():
+    """The 49-class config tests with the learned readout by default: the race's decode column must ask for the
+    VAE decode itself, or it would silently score the learned readout twice."""
+    from mmseg.registry import MODELS
+    cfg = Config.fromfile(osp.join(REPO_ROOT, RACE.MANY))
+    assert cfg.model.test_cfg.mask_readout == 'learned' and cfg.model.mask_readout.type == 'LatentMaskReadout'
+    assert RACE.readout_tests(RACE.MANY, False) == dict(miou=('test', ['model.test_cfg.mask_readout=vae']))
+    assert RACE.readout_tests(RACE.ORACLE, True) == dict(
+        miou=('test', ['model.test_cfg.mask_readout=vae']),
+        miou_learned=('test_learned', ['model.test_cfg.mask_readout=learned']))
+    # baselines and the other configs keep their own test settings
+    assert RACE.readout_tests(RACE.RECIPES['f'][0], True) == dict(miou=('test', []))
+    assert RACE.readout_tests(RACE.RECIPES['palette_many'][0], True) == dict(miou=('test', []))
+    for readout in ('vae', 'learned'):
+        cfg.merge_from_dict({'model.test_cfg.mask_readout': readout})
+        model = MODELS.build(dict(cfg.model, class_names=['background', 'solid disc']))
+        assert model.test_cfg['mask_readout'] == readout
+
 def test_quickstart_denoising_is_the_paper_configs_recipe_on_the_six_classes():
     from mmseg.registry import MODELS
     config, options, _ = RACE.RECIPES['quickstart_denoising']
