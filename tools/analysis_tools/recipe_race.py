@@ -6,9 +6,9 @@ For each recipe (a config and ``--cfg-options``, see ``RECIPES``) and seed: a sh
 step here; the real run gets the iterations that fill ``--budget-s``, with its warm-up + cosine schedule
 stretched to them; then ``tools/test.py`` scores the last checkpoint on the config's test split (DiGSeg:
 per-class binary masks, argmax over the whole vocabulary, read out by the VAE decode; ``--learned-readout``
-adds the learned readout's column: the 49-class config's own default readout). Runs one after another (two trainings on 2 cores slow each other down many times). Writes
-``race.json`` after every run and ``race.md`` (one row per recipe: steps, train seconds, mIoU per seed,
-mean +- std).
+adds the learned readout's column: the 49-class config's own default readout). Runs one after another (two
+trainings on 2 cores slow each other down many times). Writes ``race.json`` after every run and ``race.md``
+(one row per recipe: steps, train seconds, mIoU per seed, mean +- std).
 
 ``--pretrained DIR`` starts every DiGSeg recipe's U-Net from DIR/unet (e.g. the U-Net that
 ``tools/pretrain_tiny_unet.py`` pretrains as a text-to-image model) instead of the config's fresh one;
