@@ -109,8 +109,8 @@ def test_vae_option_swaps_the_vae_of_digseg_recipes_only():
     assert backbone.scaling_factor == saved.config.scaling_factor
     shipped = AutoencoderKL.from_pretrained(osp.join(REPO_ROOT, 'checkpoints/tiny_sd'), subfolder='vae')
     assert not torch.equal(backbone.vae.encoder.conv_in.weight, shipped.encoder.conv_in.weight)
-    # the 49-class config itself loads the broad VAE (docs/paper_recipe.md); the 6-class ones the shipped one
-    assert Config.fromfile(osp.join(REPO_ROOT, RACE.MANY)).model.backbone.pretrained == 'checkpoints/tiny_sd_broad'
+    # the 49-class config itself loads the longer broad fit (docs/paper_recipe.md); the 6-class ones the shipped one
+    assert Config.fromfile(osp.join(REPO_ROOT, RACE.MANY)).model.backbone.pretrained == 'checkpoints/tiny_sd_broad8k'
     for six in ('digseg_tiny_synth-shapes-64.py', 'digseg_tiny-pretrained_synth-shapes-64.py'):
         six = osp.join('configs/digseg', six)
         assert Config.fromfile(osp.join(REPO_ROOT, six)).model.backbone.pretrained == 'checkpoints/tiny_sd'
