@@ -135,6 +135,7 @@ def test_digseg_runs_are_scored_with_the_vae_decode_named_and_the_learned_readou
         model = MODELS.build(dict(cfg.model, class_names=['background', 'solid disc']))
         assert type(model.mask_readout).__name__ == 'LatentMaskReadout'
 
+
 def test_quickstart_denoising_is_the_paper_configs_recipe_on_the_six_classes():
     from mmseg.registry import MODELS
     config, options, _ = RACE.RECIPES['quickstart_denoising']
